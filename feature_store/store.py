@@ -1,0 +1,150 @@
+"""The Zarr v3 feature store: one group per video under `videos/<key>`, made visible by a
+completion flag in the group's attributes, written last."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import filelock
+import fsspec
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from stages.errors import StoreError, StoreLocked
+
+COMPLETE = "dfprep_complete"
+VIDEOS = "videos"
+# Arrays with a frame axis are chunked along it; the rest are one chunk.
+FRAME_AXIS_ARRAYS = ("frames", "flow")
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+
+
+class FeatureStore:
+    """Reads and writes a store at a local path or an fsspec URL (`s3://`, `gs://`, `file://`)."""
+
+    def __init__(self, url: str | Path, mode: str = "a"):
+        self.url = str(url)
+        try:
+            self.root = zarr.open_group(self.url, mode=mode, zarr_format=3)
+        except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+            raise StoreError(f"cannot open store {self.url}: {exc}") from exc
+        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+
+    @property
+    def is_local(self) -> bool:
+        return "file" in self.fs.protocol or "local" in self.fs.protocol
+
+    # -- reading -------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """Keys of every group under videos/, complete or not."""
+        if VIDEOS not in self.root:
+            return []
+        return sorted(self.root[VIDEOS].group_keys())
+
+    def attrs(self, key: str) -> dict | None:
+        """The video's attributes, or None if it is absent or not complete."""
+        try:
+            attrs = self.root[f"{VIDEOS}/{key}"].attrs.asdict()
+        except (KeyError, json.JSONDecodeError, FileNotFoundError):
+            return None
+        return attrs if attrs.get(COMPLETE) else None
+
+    def complete_attrs(self) -> dict[str, dict]:
+        return {key: attrs for key in self.keys() if (attrs := self.attrs(key)) is not None}
+
+    def video(self, key: str) -> zarr.Group:
+        """The complete group of a video, for lazy array access."""
+        if self.attrs(key) is None:
+            raise StoreError(f"{self.url}: video {key} is not in the store or not complete")
+        return self.root[f"{VIDEOS}/{key}"]
+
+    def read(self, key: str, name: str) -> np.ndarray:
+        try:
+            return self.video(key)[name][...]
+        except KeyError as exc:
+            raise StoreError(f"{self.url}: video {key} has no array {name!r}") from exc
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write_video(self, key: str, arrays: dict[str, np.ndarray], attrs: dict, chunk_frames: int = 16) -> int:
+        """Replace the video's group with these arrays and attributes; bytes written."""
+        try:
+            group = self.root.create_group(f"{VIDEOS}/{key}", overwrite=True)
+            for name, data in arrays.items():
+                self._write_array(group, name, data, chunk_frames)
+            group.attrs.update({**attrs, COMPLETE: True})
+            return sum(group[name].nbytes_stored() for name in arrays)
+        except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+            raise StoreError(f"{self.url}: writing video {key} failed: {exc}") from exc
+
+    def update_video(self, key: str, arrays: dict[str, np.ndarray], attrs: dict, chunk_frames: int = 16) -> int:
+        """Rewrite some arrays of a complete video and merge attributes; the video is hidden
+        (not complete) while this runs."""
+        try:
+            group = self.root[f"{VIDEOS}/{key}"]
+            group.attrs.update({COMPLETE: False})
+            for name, data in arrays.items():
+                self._write_array(group, name, data, chunk_frames)
+            group.attrs.update({**attrs, COMPLETE: True})
+            return sum(group[name].nbytes_stored() for name in arrays)
+        except (KeyError, OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+            raise StoreError(f"{self.url}: updating video {key} failed: {exc}") from exc
+
+    def update_attrs(self, key: str, attrs: dict) -> None:
+        """Merge attributes into a video's group; the group's metadata file is replaced whole."""
+        try:
+            self.root[f"{VIDEOS}/{key}"].attrs.update(attrs)
+        except (KeyError, OSError, zarr.errors.BaseZarrError) as exc:
+            raise StoreError(f"{self.url}: updating attributes of video {key} failed: {exc}") from exc
+
+    @staticmethod
+    def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunk_frames: int) -> None:
+        chunks = data.shape
+        if name.split("_")[0] in FRAME_AXIS_ARRAYS and data.ndim and data.shape[0]:
+            chunks = (min(chunk_frames, data.shape[0]),) + data.shape[1:]
+        chunks = tuple(max(1, c) for c in chunks)
+        array = group.create_array(
+            name, shape=data.shape, dtype=data.dtype, chunks=chunks, compressors=_COMPRESSOR, overwrite=True
+        )
+        if data.size:
+            array[...] = data
+
+    # -- files beside the groups ---------------------------------------------------------
+
+    def write_text(self, name: str, text: str) -> None:
+        """Write a file at the store's root in one step: readers see the old or the new one."""
+        target = f"{self.path}/{name}"
+        if self.is_local:
+            partial = Path(f"{target}.partial")
+            partial.write_text(text)
+            partial.replace(target)
+        else:
+            self.fs.pipe_file(target, text.encode())
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            return self.fs.cat_file(f"{self.path}/{name}").decode()
+        except FileNotFoundError:
+            return None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store for one run. Only local stores can be locked; on object stores two
+        runs must not be started against one URL."""
+        if not self.is_local:
+            yield
+            return
+        lock = filelock.FileLock(f"{self.path}/.dfprep.lock")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise StoreLocked(f"store {self.url} is in use by another dfprep run; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            lock.release()

@@ -1,0 +1,172 @@
+"""`features`: records -> plan -> one Dask task per video -> manifest."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distributed import Client, LocalCluster, as_completed
+from tqdm import tqdm
+
+from feature_store import FeatureStore, manifest
+from pipeline import plan as planner
+from pipeline.process import VideoOutcome, WorkItem, process_video, record_attrs
+from pipeline.profiles import Profile
+from pipeline.sources import load_records
+from pipeline.sources.base import SourceOptions
+from stages.errors import ConfigError, StoreError
+
+# Set in every worker before its libraries start their thread pools.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+MANIFEST_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class FeaturesRequest:
+    dataset: str
+    root: str
+    store: str
+    profile: Profile
+    workers: int | None = None
+    scheduler: str | None = None
+    limit: int | None = None
+    force: bool = False
+    retry_failed: bool = False
+    source_options: SourceOptions = SourceOptions()
+
+
+@dataclass
+class RunSummary:
+    videos: int = 0
+    processed: int = 0
+    skipped: int = 0
+    relabelled: int = 0
+    stage_runs: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        stage_text = ", ".join(f"{stage} {self.stage_runs[stage]}" for stage in ("decode", "faces", "flow"))
+        lines = [
+            ("videos", self.videos, ""),
+            ("processed", self.processed, f"stages run: {stage_text}"),
+            ("skipped", self.skipped, "unchanged" + (f"; {self.relabelled} relabelled" if self.relabelled else "")),
+            ("done", self.statuses["done"], ""),
+            ("no face", self.statuses["no_face"], ""),
+            ("failed", self.statuses["failed"], ""),
+        ]
+        text = "\n".join(f"{name:<10}{count:>7}  {note}".rstrip() for name, count, note in lines)
+        text += f"\n{'time':<10}{self.seconds:>6.1f}s"
+        for video_id, error in self.failures[:20]:
+            text += f"\n  failed  {video_id}: {error}"
+        if len(self.failures) > 20:
+            text += f"\n  ... and {len(self.failures) - 20} more (dfprep status)"
+        return text
+
+
+def build_features(request: FeaturesRequest, progress: bool = True) -> RunSummary:
+    started = time.perf_counter()
+    records = load_records(request.dataset, request.root, request.source_options)
+    if request.limit is not None:
+        records = records[: request.limit]
+    store = open_writable_store(request.store)
+    summary = RunSummary(videos=len(records))
+    with store.lock():
+        run_id = uuid.uuid4().hex[:12]
+        work_plan = planner.plan(records, store, request.profile, force=request.force,
+                                 retry_failed=request.retry_failed, run_id=run_id)
+        rows = {row["key"]: row for row in (manifest.read(store) or manifest.rebuild(store))}
+        rows.update({key: manifest.row_from_attrs(key, attrs) for key, attrs in work_plan.unchanged.items()})
+        summary.skipped, summary.relabelled = len(work_plan.unchanged), work_plan.relabelled
+        summary.statuses.update(attrs["status"] for attrs in work_plan.unchanged.values())
+        if work_plan.work:
+            for outcome in _execute(work_plan.work, store, request, rows, progress):
+                summary.processed += 1
+                summary.statuses[outcome.status] += 1
+                summary.stage_runs.update(outcome.stages)
+                if outcome.status == "failed":
+                    summary.failures.append((outcome.row["video_id"], outcome.error))
+        manifest.write(store, list(rows.values()))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def open_writable_store(url: str) -> FeatureStore:
+    """Open or create the store, turning an unusable location into a one-line user error."""
+    if "://" not in url:
+        path = Path(url)
+        parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+        if not os.access(parent, os.W_OK):
+            raise ConfigError(f"--store {url}: not writable ({parent} does not allow writing)")
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--store {url}: exists and is not a directory")
+    try:
+        return FeatureStore(url)
+    except StoreError as exc:
+        raise ConfigError(f"--store {url}: {exc}") from exc
+
+
+def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest, rows: dict, progress: bool):
+    """Yield each video's outcome as it completes, keeping the manifest current."""
+    by_key = {item.key: item for item in work}
+    last_manifest = time.monotonic()
+    with _client(request.workers, request.scheduler) as client:
+        futures = client.map(
+            process_video, work, store_url=store.url, profile=request.profile,
+            key=[f"video-{item.key}" for item in work], pure=False,
+        )
+        bar = tqdm(total=len(work), unit="video", desc="features", disable=not progress, dynamic_ncols=True)
+        counts = Counter()
+        for future in as_completed(futures):
+            item = by_key[future.key.removeprefix("video-")]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died on this video
+                outcome = _worker_failure(item, store, request.profile, exc)
+            future.release()
+            rows[outcome.key] = outcome.row
+            counts[outcome.status] += 1
+            bar.set_postfix(counts, refresh=False)
+            bar.update()
+            if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
+                manifest.write(store, list(rows.values()))
+                last_manifest = time.monotonic()
+            yield outcome
+        bar.close()
+
+
+def _worker_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
+    """The video's worker died (or the task could not run) more often than Dask retries."""
+    error = f"worker died: {type(exc).__name__}: {exc}"
+    attrs = record_attrs(item, profile, "failed", error)
+    store.write_video(item.key, {}, attrs)
+    return VideoOutcome(item.key, "failed", error, (), manifest.row_from_attrs(item.key, attrs))
+
+
+@contextmanager
+def _client(workers: int | None, scheduler: str | None):
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--scheduler {scheduler}: cannot connect ({exc})") from exc
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        env=SINGLE_THREAD_ENV,
+    )
+    with cluster, Client(cluster) as client:
+        yield client

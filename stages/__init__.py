@@ -1,0 +1,1 @@
+"""Pure computation: decode, faces, flow. Arrays and frozen configs in, named results out."""

@@ -1,0 +1,43 @@
+"""The dfprep error family. A video error's `reason` is what the manifest records."""
+
+
+class DfprepError(Exception):
+    reason = "failed"
+
+
+class ConfigError(DfprepError):
+    """A user's mistake: a bad option, path or configuration value. The CLI exits 2."""
+
+    reason = "config"
+
+
+class VideoError(DfprepError):
+    """Something about one input video; recorded in the manifest, the run goes on."""
+
+
+class Unreadable(VideoError):
+    reason = "unreadable"
+
+
+class NoVideoStream(VideoError):
+    reason = "no video stream"
+
+
+class Truncated(VideoError):
+    reason = "truncated"
+
+
+class NoFace(VideoError):
+    reason = "no face"
+
+
+class VideoTimeout(VideoError):
+    reason = "timeout"
+
+
+class StoreError(DfprepError):
+    reason = "store"
+
+
+class StoreLocked(DfprepError):
+    reason = "locked"

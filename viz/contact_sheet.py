@@ -1,0 +1,72 @@
+"""A video's stored features on one image: crops, colour-coded flow, the face track."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stages.flow import hsv_image
+
+TILE = 128
+FOUND, MISSED = (40, 220, 40), (230, 40, 40)
+
+
+def contact_sheet(
+    frames_thw3: np.ndarray,
+    clip_index: np.ndarray,
+    flow_fhw2: np.ndarray | None,
+    flow_pairs: np.ndarray | None,
+    boxes_xyxy: np.ndarray,
+    face_found: np.ndarray,
+    thumbnail_hw3: np.ndarray,
+    thumbnail_scale: float,
+    title: str,
+    columns: int = 8,
+) -> np.ndarray:
+    """RGB uint8 image: a row of crops (the first frame of each clip, or spread frames), the
+    flow leaving each of them, and the thumbnail with every box (green found, red not)."""
+    picks = _picks(clip_index, columns)
+    crops = [_tile(frames_thw3[t]) for t in picks]
+    rows = [np.concatenate(crops, axis=1)]
+    if flow_fhw2 is not None and len(flow_fhw2):
+        starts = {int(a): i for i, (a, _) in enumerate(flow_pairs)}
+        # One magnitude scale for the whole row, so tiles compare.
+        chosen = [flow_fhw2[starts[t]] if t in starts else None for t in picks]
+        top = max(float(np.abs(f.astype(np.float32)).max()) for f in chosen if f is not None) if any(
+            f is not None for f in chosen) else 1.0
+        rows.append(np.concatenate(
+            [_tile(hsv_image(f, top)) if f is not None else np.zeros((TILE, TILE, 3), np.uint8) for f in chosen], axis=1))
+    width = rows[0].shape[1]
+    rows.append(_track_panel(thumbnail_hw3, thumbnail_scale, boxes_xyxy, face_found, width))
+    sheet = np.concatenate(rows, axis=0)
+    header = np.full((28, width, 3), 255, np.uint8)
+    cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([header, sheet], axis=0)
+
+
+def _picks(clip_index: np.ndarray, columns: int) -> list[int]:
+    firsts = [int(np.flatnonzero(clip_index == c)[0]) for c in np.unique(clip_index)]
+    if len(firsts) >= columns:
+        return firsts[:columns]
+    return sorted({int(round(x)) for x in np.linspace(0, len(clip_index) - 1, min(columns, len(clip_index)))})
+
+
+def _tile(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = TILE / max(height, width)
+    resized = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    tile = np.zeros((TILE, TILE, 3), np.uint8)
+    y, x = (TILE - resized.shape[0]) // 2, (TILE - resized.shape[1]) // 2
+    tile[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
+    return tile
+
+
+def _track_panel(thumbnail, scale, boxes, found, width) -> np.ndarray:
+    image = np.ascontiguousarray(thumbnail.copy())
+    for box, ok in zip(boxes, found):
+        if np.all(np.isfinite(box)):
+            x0, y0, x1, y1 = (box * scale).round().astype(int)
+            cv2.rectangle(image, (x0, y0), (x1, y1), FOUND if ok else MISSED, 1)
+    panel = np.full((image.shape[0], width, 3), 255, np.uint8)
+    panel[:, : min(width, image.shape[1])] = image[:, :width]
+    return panel
