@@ -141,11 +141,20 @@ def _paste(canvas, rgb, alpha, region, head_region, scale, head_centre):
     rx0, ry0 = region[:2]
     origin = np.asarray(head_centre) - scale * np.array([(hx1 - hx0) / 2, (hy1 - hy0) / 2])
     offset = origin + scale * np.array([rx0 - hx0, ry0 - hy0])
-    matrix = np.array([[scale, 0, offset[0]], [0, scale, offset[1]]])
-    size = (canvas.shape[1], canvas.shape[0])
+    height, width = rgb.shape[:2]
+    # Blend only where the sprite lands.
+    x0, y0 = np.maximum(np.floor(offset).astype(int) - 1, 0)
+    x1 = min(canvas.shape[1], int(np.ceil(offset[0] + scale * width)) + 1)
+    y1 = min(canvas.shape[0], int(np.ceil(offset[1] + scale * height)) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return canvas
+    matrix = np.array([[scale, 0, offset[0] - x0], [0, scale, offset[1] - y0]])
+    size = (x1 - x0, y1 - y0)
     warped = cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR)
     weight = cv2.warpAffine(alpha, matrix, size, flags=cv2.INTER_LINEAR)[..., None]
-    return canvas * (1 - weight) + warped * weight
+    region = canvas[y0:y1, x0:x1]
+    canvas[y0:y1, x0:x1] = region + (warped - region) * weight
+    return canvas
 
 
 def _background(rng) -> np.ndarray:

@@ -1,0 +1,33 @@
+# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=...`, `make train`, `make test`, `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATASET ?= demo
+ROOT ?= data/$(DATASET)
+PROFILE ?= default
+STORE ?= stores/$(DATASET)-$(PROFILE).zarr
+ARGS ?=
+
+.PHONY: install features status test bench clean
+
+install: $(VENV)/.installed
+
+# constraints.txt pins the versions CI runs; the project itself asks only for ranges.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[train,dev]'
+	touch $@
+
+features: install
+	$(BIN)/dfprep features --dataset $(DATASET) --root $(ROOT) --store $(STORE) --profile $(PROFILE) $(ARGS)
+	$(BIN)/dfprep status --store $(STORE)
+
+status: install
+	$(BIN)/dfprep status --store $(STORE)
+
+test: install
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf data/demo stores

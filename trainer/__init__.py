@@ -1,0 +1,1 @@
+"""Training on the store: the clip Dataset, the detector registry, the loop."""
