@@ -20,7 +20,7 @@ COMPLETE = "dfprep_complete"
 VIDEOS = "videos"
 # Arrays with a frame axis are chunked along it; the rest are one chunk.
 FRAME_AXIS_ARRAYS = ("frames", "flow")
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
 
 class FeatureStore:

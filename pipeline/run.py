@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -102,11 +103,12 @@ def open_writable_store(url: str) -> FeatureStore:
     """Open or create the store, turning an unusable location into a one-line user error."""
     if "://" not in url:
         path = Path(url)
-        parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
-        if not os.access(parent, os.W_OK):
-            raise ConfigError(f"--store {url}: not writable ({parent} does not allow writing)")
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"--store {url}: exists and is not a directory")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--store {url}: not writable ({exc.strerror or exc})") from exc
     try:
         return FeatureStore(url)
     except StoreError as exc:

@@ -23,32 +23,24 @@ def contact_sheet(
     title: str,
     columns: int = 8,
 ) -> np.ndarray:
-    """RGB uint8 image: a row of crops (the first frame of each clip, or spread frames), the
-    flow leaving each of them, and the thumbnail with every box (green found, red not)."""
-    picks = _picks(clip_index, columns)
-    crops = [_tile(frames_thw3[t]) for t in picks]
-    rows = [np.concatenate(crops, axis=1)]
-    if flow_fhw2 is not None and len(flow_fhw2):
-        starts = {int(a): i for i, (a, _) in enumerate(flow_pairs)}
-        # One magnitude scale for the whole row, so tiles compare.
-        chosen = [flow_fhw2[starts[t]] if t in starts else None for t in picks]
-        top = max(float(np.abs(f.astype(np.float32)).max()) for f in chosen if f is not None) if any(
-            f is not None for f in chosen) else 1.0
-        rows.append(np.concatenate(
-            [_tile(hsv_image(f, top)) if f is not None else np.zeros((TILE, TILE, 3), np.uint8) for f in chosen], axis=1))
+    """RGB uint8 image: a row of crops spread over the video, the flow leaving each of them
+    (one magnitude scale for the row, so tiles compare), and the thumbnail of the first frame
+    with the boxes of its clip (green found, red not)."""
+    has_flow = flow_fhw2 is not None and len(flow_fhw2) > 0
+    starts = np.asarray(flow_pairs)[:, 0] if has_flow else np.arange(len(frames_thw3))
+    picks = starts[np.unique(np.round(np.linspace(0, len(starts) - 1, min(columns, len(starts)))).astype(int))]
+    rows = [np.concatenate([_tile(frames_thw3[t]) for t in picks], axis=1)]
+    if has_flow:
+        chosen = [flow_fhw2[np.flatnonzero(starts == t)[0]].astype(np.float32) for t in picks]
+        top = max(float(np.linalg.norm(field, axis=-1).max()) for field in chosen)
+        rows.append(np.concatenate([_tile(hsv_image(field, top)) for field in chosen], axis=1))
     width = rows[0].shape[1]
-    rows.append(_track_panel(thumbnail_hw3, thumbnail_scale, boxes_xyxy, face_found, width))
+    first_clip = clip_index == clip_index[0]
+    rows.append(_track_panel(thumbnail_hw3, thumbnail_scale, boxes_xyxy[first_clip], face_found[first_clip], width))
     sheet = np.concatenate(rows, axis=0)
     header = np.full((28, width, 3), 255, np.uint8)
     cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([header, sheet], axis=0)
-
-
-def _picks(clip_index: np.ndarray, columns: int) -> list[int]:
-    firsts = [int(np.flatnonzero(clip_index == c)[0]) for c in np.unique(clip_index)]
-    if len(firsts) >= columns:
-        return firsts[:columns]
-    return sorted({int(round(x)) for x in np.linspace(0, len(clip_index) - 1, min(columns, len(clip_index)))})
 
 
 def _tile(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from trainer.dataset import ClipSpec, StoreClipDataset
+
+
+@pytest.mark.parametrize(
+    "spec, frames_shape, flow_shape, flow_dtype",
+    [
+        (ClipSpec(clip_length=16, flow="raw"), (16, 3, 256, 256), (15, 2, 256, 256), torch.float32),
+        (ClipSpec(clip_length=5, flow="hsv", size=(112, 112)), (5, 3, 112, 112), (4, 3, 112, 112), torch.uint8),
+        (ClipSpec(clip_length=8, frame_step=2, size=(224, 224)), (8, 3, 224, 224), None, None),
+    ],
+)
+def test_loader_with_two_workers_yields_the_declared_shapes(demo_store, spec, frames_shape, flow_shape, flow_dtype):
+    dataset = StoreClipDataset(str(demo_store), spec, splits=("test",))
+    assert len(dataset) > 0 and not dataset.excluded
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True, generator=torch.Generator().manual_seed(0))
+    seen = 0
+    for batch in loader:
+        n = batch["frames"].shape[0]
+        assert batch["frames"].shape == (n, *frames_shape) and batch["frames"].dtype == torch.uint8
+        assert batch["label"].dtype == torch.int64 and set(batch["label"].tolist()) <= {0, 1}
+        if flow_shape:
+            assert batch["flow"].shape == (n, *flow_shape) and batch["flow"].dtype == flow_dtype
+            assert torch.isfinite(batch["flow"].float()).all()
+        else:
+            assert "flow" not in batch
+        steps = torch.diff(batch["frame_index"], dim=1)
+        assert (steps == spec.frame_step).all(), "a clip is consecutive stored frames of one source clip"
+        seen += n
+    assert seen == len(dataset)
+    assert set(dataset.labels.tolist()) == {0, 1}
+
+
+def test_samples_are_the_stored_pixels(demo_store):
+    from feature_store import FeatureStore, video_key
+
+    dataset = StoreClipDataset(str(demo_store), ClipSpec(clip_length=16, flow="raw"), splits=("val",))
+    item = dataset[3]
+    group = FeatureStore(demo_store, mode="r").video(video_key(item["video_id"]))
+    positions = np.flatnonzero(np.isin(group["frame_index"][...], item["frame_index"].numpy()))
+    assert np.array_equal(item["frames"].permute(0, 2, 3, 1).numpy(), group["frames"][positions[0] : positions[-1] + 1])
+    rows = np.flatnonzero(np.isin(group["flow_pairs"][...][:, 0], positions[:-1]))
+    assert len(rows) == 15 and np.array_equal(group["flow_pairs"][...][rows, 1], positions[1:])
+    np.testing.assert_array_equal(item["flow"].permute(0, 2, 3, 1).numpy(), group["flow"][...][rows].astype(np.float32))
+
+
+def test_videos_too_short_for_a_sample_are_listed_not_dropped(demo_store):
+    dataset = StoreClipDataset(str(demo_store), ClipSpec(clip_length=20), splits=("test",))
+    assert len(dataset) == 0
+    assert len(dataset.excluded) == 8 and "needs 20" in dataset.excluded[0][1]

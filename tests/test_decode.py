@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+
+import videos
+from stages.decode import DecodeConfig, SamplingConfig, decode_clips, probe, read_frames, sample_clips
+from stages.errors import ConfigError, NoVideoStream, Truncated, Unreadable
+
+
+def test_clips_are_evenly_spread_and_never_overlap():
+    clips = sample_clips(300, SamplingConfig(clips=8, clip_length=16, step=1))
+    assert len(clips) == 8
+    assert all(np.array_equal(np.diff(c), np.ones(15)) for c in clips)
+    starts = [c[0] for c in clips]
+    assert all(b - a >= 16 for a, b in zip(starts, starts[1:]))
+    gaps = np.diff(starts)
+    assert gaps.max() - gaps.min() <= 1
+    assert clips[0][0] >= 0 and clips[-1][-1] <= 299
+
+
+def test_short_videos_get_fewer_clips_and_spread_sampling_covers_the_video():
+    assert len(sample_clips(40, SamplingConfig(clips=8, clip_length=16))) == 2
+    assert [len(c) for c in sample_clips(10, SamplingConfig(clips=8, clip_length=16))] == [10]
+    spread = sample_clips(300, SamplingConfig(clips=1, clip_length=16, step=0))[0]
+    assert len(spread) == 16 and spread[0] == 0 and spread[-1] == 299
+    every_second = sample_clips(100, SamplingConfig(clips=4, clip_length=8, step=2))
+    assert all(np.array_equal(np.diff(c), np.full(7, 2)) for c in every_second)
+
+
+def test_sampled_frames_carry_their_source_index(tmp_path):
+    path = videos.lossless(tmp_path / "index.mp4", videos.index_frames(120))
+    decoded = decode_clips(path, SamplingConfig(clips=3, clip_length=8), DecodeConfig())
+    assert decoded.frames_thw3.dtype == np.uint8 and decoded.frames_thw3.shape == (24, 96, 176, 3)
+    assert [videos.read_index(f) for f in decoded.frames_thw3] == decoded.frame_index.tolist()
+    assert decoded.clip_index.tolist() == [0] * 8 + [1] * 8 + [2] * 8
+    np.testing.assert_allclose(decoded.timestamps_s, decoded.frame_index / 25, atol=1e-6)
+
+
+def test_seeking_returns_exactly_the_frames_of_a_full_decode(tmp_path):
+    # Keyframes every 12 frames, so seeks land on a keyframe and decode forward.
+    path = videos.write(tmp_path / "gop.mp4", videos.index_frames(200), options={"g": "12", "crf": "30", "bf": "2"})
+    wanted = np.array([3, 17, 18, 60, 61, 62, 111, 150, 199])
+    sequential = read_frames(path, wanted, DecodeConfig(seek="never"))
+    seeking = read_frames(path, wanted, DecodeConfig(seek="always"))
+    assert np.array_equal(sequential, seeking)
+    assert [videos.read_index(f) for f in seeking] == wanted.tolist()
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotation_metadata_is_applied_counter_clockwise(tmp_path, degrees):
+    frames = np.zeros((6, 64, 96, 3), np.uint8)
+    frames[:, :16, :16] = 255  # a white marker in the stored top-left corner
+    path = tmp_path / f"rot{degrees}.mp4"
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    info = probe(path)
+    assert info.rotation == degrees
+    decoded = read_frames(path, np.arange(3), DecodeConfig())
+    # Turning the picture counter-clockwise carries the top-left corner to the bottom-left
+    # (90), bottom-right (180) or top-right (270).
+    expected_shape = (64, 96) if degrees == 180 else (96, 64)
+    assert decoded.shape[1:3] == expected_shape and (info.height, info.width) == expected_shape
+    h, w = expected_shape
+    corner = {90: (h - 8, 8), 180: (h - 8, w - 8), 270: (8, w - 8)}[degrees]
+    assert decoded[0][corner].mean() > 200
+    assert decoded[0][8, 8].mean() < 50
+
+
+def test_large_frames_are_shrunk_to_max_side(tmp_path):
+    path = videos.write(tmp_path / "big.mp4", videos.index_frames(10, 192, 352))
+    decoded = decode_clips(path, SamplingConfig(clips=1, clip_length=4), DecodeConfig(max_side=176))
+    assert decoded.frames_thw3.shape[1:3] == (96, 176)
+    assert decoded.frame_scale == 0.5
+
+
+def test_broken_inputs_raise_the_error_their_status_records(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.mp4"
+    text.write_text("this is not a video\n" * 50)
+    with pytest.raises(Unreadable):
+        probe(empty)
+    with pytest.raises(Unreadable):
+        probe(text)
+    with pytest.raises(Unreadable):
+        probe(tmp_path / "missing.mp4")
+    import av
+
+    audio = tmp_path / "audio.m4a"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = np.zeros((1, 16000), np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(NoVideoStream):
+        probe(audio)
+
+
+def test_a_video_cut_short_is_truncated(tmp_path):
+    # AVI keeps its frame count in the header, so a cut file promises frames it lacks.
+    path = videos.write(tmp_path / "cut.avi", videos.index_frames(120), codec="mpeg4")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert probe(path).n_frames == 120
+    with pytest.raises(Truncated, match="of 120 frames"):
+        decode_clips(path, SamplingConfig(clips=8, clip_length=16), DecodeConfig())
+
+
+def test_bad_parameters_name_the_field_and_what_is_allowed():
+    with pytest.raises(ConfigError, match=r"decode.seek='sometimes': allowed: auto, always, never"):
+        DecodeConfig(seek="sometimes")
+    with pytest.raises(ConfigError, match="sampling.clip_length"):
+        SamplingConfig(clip_length=0)

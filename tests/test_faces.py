@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+import videos
+from stages import faces
+from stages.decode import DecodeConfig, SamplingConfig, decode_clips
+from stages.errors import NoFace
+
+CONFIG = faces.FacesConfig()
+
+
+@pytest.fixture(scope="module")
+def smooth_face(tmp_path_factory):
+    """A face moving on a known smooth path, encoded as H.264 and decoded back."""
+    centres = videos.smooth_path(96)
+    path = videos.write(tmp_path_factory.mktemp("faces") / "smooth.mp4", videos.moving_face(centres))
+    decoded = decode_clips(path, SamplingConfig(clips=2, clip_length=48), DecodeConfig())
+    return decoded, centres[decoded.frame_index]
+
+
+def test_box_track_is_smooth_and_follows_the_face(smooth_face):
+    decoded, true_centres = smooth_face
+    track = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    assert track.face_found.all()
+    centres = (track.boxes_xyxy[:, :2] + track.boxes_xyxy[:, 2:]) / 2
+    for clip in (0, 1):
+        c = centres[decoded.clip_index == clip]
+        jitter = np.sqrt(np.mean(np.sum(np.diff(c, n=2, axis=0) ** 2, axis=1)))
+        assert jitter < 0.5, f"clip {clip}: centre jitter {jitter:.2f} px RMS"
+    # The box sits at a constant offset from the true face centre, up to detector noise.
+    error = centres - true_centres
+    assert np.sqrt(np.mean(np.sum((error - error.mean(axis=0)) ** 2, axis=1))) < 3.0
+    assert np.abs(error.mean(axis=0)).max() < 15
+
+
+def test_frames_without_a_face_keep_their_slot_and_are_flagged(tmp_path):
+    centres = videos.smooth_path(64)
+    frames = videos.moving_face(centres)
+    frames[24:40] = videos.moving_face(centres[:1] + 1000)[0]  # face out of the picture
+    path = videos.write(tmp_path / "gap.mp4", frames)
+    decoded = decode_clips(path, SamplingConfig(clips=1, clip_length=64), DecodeConfig())
+    track = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    assert len(track.boxes_xyxy) == 64 and np.isfinite(track.boxes_xyxy).all()
+    assert not track.face_found[24:40].any()
+    assert track.face_found[:21].all() and track.face_found[44:].all()
+    assert np.isfinite(track.landmarks_xy).all()
+
+
+def test_a_video_without_a_face_raises_no_face(tmp_path):
+    frames = np.repeat(videos.texture(144, 192)[None].astype(np.uint8), 12, axis=0)
+    path = videos.write(tmp_path / "noface.mp4", frames)
+    decoded = decode_clips(path, SamplingConfig(clips=1, clip_length=12), DecodeConfig())
+    with pytest.raises(NoFace):
+        faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+
+
+def test_crop_modes(smooth_face):
+    decoded, _ = smooth_face
+    track = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    for mode, size in [("box", (256, 256)), ("fixed", (224, 224)), ("align", (256, 256)), ("frame", (108, 192))]:
+        crops = faces.crop(decoded.frames_thw3, track, decoded.clip_index, faces.CropConfig(mode, size))
+        assert crops.frames.shape == (96, *size, 3) and crops.frames.dtype == np.uint8
+    fixed = faces.crop(decoded.frames_thw3, track, decoded.clip_index, faces.CropConfig("fixed", (224, 224)))
+    for clip in (0, 1):
+        affines = fixed.affine_t23[decoded.clip_index == clip]
+        assert np.all(affines == affines[0]), "a fixed crop keeps one square for the whole clip"
+    # Side 2*sqrt(w*h) of the clip's first box.
+    first = track.boxes_xyxy[0]
+    assert fixed.affine_t23[0, 0, 0] == pytest.approx(224 / (2 * np.sqrt(np.prod(first[2:] - first[:2]))), rel=1e-5)
+
+
+def test_align_puts_eyes_nose_and_mouth_on_the_template(smooth_face):
+    decoded, _ = smooth_face
+    track = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    crops = faces.crop(decoded.frames_thw3, track, decoded.clip_index, faces.CropConfig("align", (256, 256), margin=1.3))
+    in_crop = faces.landmarks_in_crop(track.landmarks_xy, crops.affine_t23)
+    five = np.stack([faces._five_points(points) for points in in_crop])
+    template = ((faces.ALIGN_TEMPLATE_112 / 112 - 0.5) / 1.3 + 0.5) * 256
+    # A least-squares similarity puts the points' centroid on the template's; a real face's
+    # proportions differ from the template, so single points land within a few pixels.
+    np.testing.assert_allclose(five.mean(axis=1), np.broadcast_to(template.mean(axis=0), (96, 2)), atol=0.05)
+    assert np.abs(five - template).mean() < 6.0
+    assert np.abs(five[:, :2] - template[:2]).max() < 8.0
+
+
+def test_box_crop_is_centred_on_the_track_with_the_margin(smooth_face):
+    decoded, _ = smooth_face
+    track = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    crops = faces.crop(decoded.frames_thw3, track, decoded.clip_index, faces.CropConfig("box", (256, 256), margin=1.3))
+    box = track.boxes_xyxy[10]
+    corners = np.array([[box[0], box[1]], [box[2], box[3]]])
+    mapped = corners @ crops.affine_t23[10, :, :2].T + crops.affine_t23[10, :, 2]
+    np.testing.assert_allclose(mapped.mean(axis=0), [128, 128], atol=1e-3)
+    assert (mapped[1] - mapped[0]).max() == pytest.approx(256 / 1.3, rel=1e-4)
