@@ -13,6 +13,7 @@ from stages.config import StageConfig, check
 from stages.errors import NoVideoStream, Truncated, Unreadable
 
 VERSION = 1
+_FULL_RANGE = 2  # AVCOL_RANGE_JPEG
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,9 @@ def _to_rgb(frame: av.VideoFrame, scale: float, k_rot90: int) -> np.ndarray:
     if scale < 1.0:
         width, height = round(frame.width * scale), round(frame.height * scale)
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+    elif frame.format.name == "yuv420p" and frame.color_range != _FULL_RANGE and frame.width % 2 == 0 and frame.height % 2 == 0:
+        # OpenCV converts the common limited-range 4:2:0 case four times faster than swscale.
+        rgb = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
     else:
         rgb = frame.to_ndarray(format="rgb24")
     if k_rot90:

@@ -36,7 +36,8 @@ def test_write_then_read_round_trip(tmp_path):
     assert np.array_equal(store.read("k", "frames"), frames)
     assert np.array_equal(store.read("k", "flow"), flow)
     assert store.video("k")["frames"].chunks == (16, 8, 8, 3)
-    # Plain zarr, without dfprep, reads it too.
+    # Plain zarr reads it too, once dfprep's row-delta filter is registered (importing
+    # feature_store does that).
     plain = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
     assert np.array_equal(plain["videos/k/frames"][...], frames)
     assert store.attrs("k")["video_id"] == "v"
