@@ -69,12 +69,14 @@ def process(video: Path, out: Path, with_flow: bool) -> dict:
         cv2.imwrite(str(folder / f"{index:04d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
         np.save(folder / f"{index:04d}.npy", landmarks)
         crops.append(crop)
+    flows = []
     if with_flow and crops:
         grays = [cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops]
         flows = [cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
                  for clip in range(0, len(grays), 8) for a, b in zip(grays[clip:clip + 7], grays[clip + 1:clip + 8])]
         np.save(folder / "flow.npy", np.stack(flows))
     return {"video": video.name, "frames": n, "sampled": len(wanted), "found": int(sum(found)),
+            "crops": len(crops), "flows": len(flows),
             "found_mask": [bool(f) for f in found], "seconds": time.perf_counter() - started}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,7 +114,9 @@ def _compute_all(store: FeatureStore, item: WorkItem, profile: Profile) -> dict:
     )
     with _timed(timings, "write"):
         nbytes = store.write_video(item.key, arrays, attrs, chunk_frames=_chunk_frames(profile))
-    store.update_attrs(item.key, {"timings_s": timings, "bytes_stored": nbytes})
+    # The worker's peak memory so far: what a benchmark or a cluster operator needs to size workers.
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    store.update_attrs(item.key, {"timings_s": timings, "bytes_stored": nbytes, "worker_peak_rss_mb": peak_rss_mb})
     return {**attrs, "timings_s": timings}
 
 

@@ -138,7 +138,7 @@ def track(frames_thw3: np.ndarray, frame_index: np.ndarray, clip_index: np.ndarr
     """Detect every `detect_interval` frames, link detections into tracks, keep the main one
     (largest and most persistent), fill and smooth it over every frame. Raises NoFace when no
     frame has a face."""
-    at = _detection_positions(frame_index, clip_index, config.detect_interval)
+    at = detection_positions(frame_index, clip_index, config.detect_interval)
     detections = _detect_along(frames_thw3, at, clip_index, config)
     if not any(len(boxes) for boxes, _ in detections.values()) and config.upsample == 0:
         # Small faces: one more pass at double resolution before calling the video faceless.
@@ -223,7 +223,8 @@ def _deduplicate(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     return boxes[keep], scores[keep]
 
 
-def _detection_positions(frame_index: np.ndarray, clip_index: np.ndarray, interval: int) -> list[int]:
+def detection_positions(frame_index: np.ndarray, clip_index: np.ndarray, interval: int) -> list[int]:
+    """Rows searched for faces: each clip's first and last, and one every `interval` source frames."""
     positions = []
     for clip in np.unique(clip_index):
         members = np.flatnonzero(clip_index == clip)
