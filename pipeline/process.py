@@ -104,13 +104,14 @@ def _compute(store: FeatureStore, stored: dict | None, item: WorkItem, profile: 
 
 def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict, dict]:
     record = item.record
+    with trace.step("decode"):
+        decoded = decode.decode_clips(record.path, profile.sampling, profile.decode)
+    # Hashed once it decodes: a broken file is recorded by size and mtime alone, never read twice.
     with trace.step("fingerprint"):
         try:
             trace.fingerprint = fingerprint(record.path)
         except OSError as exc:
             raise Unreadable(f"cannot read the file: {exc.strerror or exc}") from exc
-    with trace.step("decode"):
-        decoded = decode.decode_clips(record.path, profile.sampling, profile.decode)
     n = len(decoded.frame_index)
     face = None
     if profile.needs_face:

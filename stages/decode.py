@@ -226,7 +226,8 @@ def _frame_scale(info: VideoInfo, config: DecodeConfig) -> float:
 
 
 def _open(path):
-    if not Path(path).is_file():
+    # A FIFO or a device is opened like any file: it ends with a status, or hits the time limit.
+    if not Path(path).exists():
         raise Unreadable(f"no such file: {path}")
     try:
         return av.open(str(path))
