@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from dataclasses import dataclass
 
 from feature_store import FeatureStore, video_key
-from pipeline.process import ALL_STAGES, WorkItem, size_and_mtime
+from pipeline.process import ALL_STAGES, WorkItem, file_stat, size_and_mtime
 from pipeline.profiles import Profile
 from pipeline.sources.base import VideoRecord, fingerprint
 
@@ -69,7 +68,7 @@ def same_file(path: str, stored: dict | None) -> bool:
     if not stored:
         return False
     try:
-        now = os.stat(path)
+        now = file_stat(path)
     except OSError:
         return False
     if (now.st_size, now.st_mtime_ns) == (stored["size"], stored["mtime_ns"]):

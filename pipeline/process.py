@@ -199,8 +199,17 @@ def record_attrs(item: WorkItem, profile: Profile, status: str, error: str, sour
     }
 
 
+def file_stat(path: str) -> os.stat_result:
+    """The file's stat, or the link's own where a link points nowhere: mended later, it then
+    counts as a changed file."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return os.lstat(path)
+
+
 def size_and_mtime(path: str) -> dict:
-    stat = os.stat(path)
+    stat = file_stat(path)
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
