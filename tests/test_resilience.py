@@ -162,7 +162,7 @@ def _assert_same_videos(store_path: Path, reference_path: Path, keys=None) -> No
 def _groups(store: Path) -> dict[str, bool]:
     """Every group on disk -> whether it carries the completion flag, read straight from the files."""
     groups = {}
-    for folder in (store / "videos").glob("*") if (store / "videos").is_dir() else ():
+    for folder in (store / "videos").glob("*/"):
         try:
             groups[folder.name] = bool(json.loads((folder / "zarr.json").read_text())["attributes"].get(COMPLETE))
         except (FileNotFoundError, KeyError, ValueError):
