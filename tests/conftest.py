@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def face_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> str:
+def cluster() -> Iterator[str]:
     """The address of a LocalCluster of two single-threaded worker processes, shared by the
     tests that need a cluster but do not kill its workers."""
     import logging
