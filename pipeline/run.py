@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 from tqdm import tqdm
 
@@ -169,13 +170,17 @@ def _client(workers: int | None, scheduler: str | None):
         with client:
             yield client
         return
-    cluster = LocalCluster(
-        n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        env=SINGLE_THREAD_ENV,
-    )
+    # A worker holds only the task it runs, none queued behind it: a worker ended by a video's
+    # time limit then counts against no other video's allowed failures.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            # Any free port: runs side by side on one machine then do not warn about 8787.
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            env=SINGLE_THREAD_ENV,
+        )
     with cluster, Client(cluster) as client:
         yield client
