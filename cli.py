@@ -29,17 +29,20 @@ def cli():
 @click.option("--limit", type=click.IntRange(min=1), help="Process only the first N videos.")
 @click.option("--force", is_flag=True, help="Recompute every video, changed or not.")
 @click.option("--retry-failed", is_flag=True, help="Try videos that failed before again.")
+@click.option("--video-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Record a video still reading or computing after this long as failed: timeout, and go on [default: no limit].")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video failed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split for datasets without an official one.")
 @click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/.")
-def features(dataset, root, store, profile, overrides, workers, scheduler, limit, force, retry_failed, strict, seed, labels_csv):
+def features(dataset, root, store, profile, overrides, workers, scheduler, limit, force, retry_failed, video_timeout, strict, seed,
+             labels_csv):
     """Build or update the feature store from a dataset."""
     from pipeline.run import FeaturesRequest, build_features
 
     request = FeaturesRequest(
         dataset=dataset, root=root, store=store, profile=get_profile(profile, list(overrides)),
         workers=workers, scheduler=scheduler, limit=limit, force=force, retry_failed=retry_failed,
-        source_options=SourceOptions(seed=seed, labels_csv=labels_csv),
+        video_timeout_s=video_timeout, source_options=SourceOptions(seed=seed, labels_csv=labels_csv),
     )
     summary = build_features(request)
     click.echo(summary.table())

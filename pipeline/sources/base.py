@@ -58,5 +58,7 @@ def seeded_split(group: str, seed: int, ratios: tuple[float, float, float]) -> s
 
 
 def video_files(folder: Path) -> list[Path]:
-    """Video files under a folder, at any depth, in a stable order."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    """Video files under a folder, at any depth, in a stable order. Anything with a video
+    extension that is not a folder counts (a dangling link, a FIFO), so it gets a status
+    instead of vanishing from the counts."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and not p.is_dir())
