@@ -8,6 +8,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
 from pipeline.process import VideoOutcome, WorkItem, process_video, record_attrs
 from pipeline.profiles import Profile
-from pipeline.sources import load_records
-from pipeline.sources.base import SourceOptions
+from pipeline.sources import load_inventory
+from pipeline.sources.base import Inventory, SourceOptions
 from stages.errors import ConfigError, StoreError
 
 # Set in every worker before its libraries start their thread pools.
@@ -72,9 +73,14 @@ class RunSummary:
         return text
 
 
-def build_features(request: FeaturesRequest, progress: bool = True) -> RunSummary:
+def build_features(request: FeaturesRequest, progress: bool = True,
+                   on_inventory: Callable[[Inventory], None] | None = None) -> RunSummary:
+    """Run `features`; `on_inventory` sees what the source found before any work starts."""
     started = time.perf_counter()
-    records = load_records(request.dataset, request.root, request.source_options)
+    inventory = load_inventory(request.dataset, request.root, request.source_options)
+    if on_inventory:
+        on_inventory(inventory)
+    records = inventory.records
     if request.limit is not None:
         records = records[: request.limit]
     store = open_writable_store(request.store)
