@@ -39,3 +39,11 @@ def demo_store(demo_root, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     store.with_suffix(".log").write_text(result.stdout + result.stderr)
     return store
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory) -> Path:
+    """One 6-frame 32x32 video, made once; dataset trees hard-link it to every path they need."""
+    import videos
+
+    return videos.write(tmp_path_factory.mktemp("tiny") / "tiny.mp4", videos.texture(32, 32)[None].repeat(6, 0).astype("uint8"))

@@ -60,5 +60,5 @@ def leaks(records: list[VideoRecord]) -> list[str]:
     if strays:
         warnings.append(count_line("fakes in another split than their original", strays))
     if orphans:
-        warnings.append(count_line("fakes whose original video is missing", orphans))
+        warnings.append(count_line("fakes whose original video is not among the videos found", orphans))
     return warnings

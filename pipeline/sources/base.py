@@ -107,7 +107,7 @@ class Layout:
     def check(self) -> None:
         if self.missing:
             found = ", ".join(f"{n} {kind}" for kind, n in self.found.items()) or "no videos"
-            raise ConfigError(f"--root {self.root}: not a complete {self.dataset} layout: missing {'; '.join(self.missing)}; found {found}")
+            raise ConfigError(f"--root {self.root}: not a complete {self.dataset} layout: missing {', '.join(self.missing)}; found {found}")
 
 
 @dataclass(frozen=True)
