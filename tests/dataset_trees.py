@@ -179,6 +179,15 @@ def folder_csv(root: Path, video: Path) -> Tree:
     return tree
 
 
+def folder_real_fake(root: Path, video: Path) -> Tree:
+    """The UADFV shape: `real/0000.mp4` and `fake/0000_fake.mp4`, no split files."""
+    tree = Tree("folder", root)
+    for stem in ("0000", "0001", "0002"):
+        tree.add(video, root, f"real/{stem}.mp4", 0, ANY_SPLIT)
+        tree.add(video, root, f"fake/{stem}_fake.mp4", 1, ANY_SPLIT)
+    return tree
+
+
 def all_trees(base: Path, video: Path) -> list[Tree]:
     """One tree of every dataset, each in its own folder under base."""
     return [

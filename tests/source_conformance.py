@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,23 @@ def inventory(tree: Tree, **options):
     return load_inventory(tree.dataset, tree.root, SourceOptions(**{**tree.options, **options}))
 
 
+def remove(tree: Tree, relative: str) -> None:
+    target = tree.root / relative
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+def error_without(tree: Tree, relative: str) -> str:
+    """The error a tree gives once a file or folder of it is removed; checked to be one line."""
+    remove(tree, relative)
+    with pytest.raises(ConfigError) as error:
+        inventory(tree)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
 class SourceTests:
+    # The dataset_trees builder of the dataset's tree: (root, video) -> Tree.
+    build: Callable[[Path, Path], Tree]
     # What an empty root is told it lacks.
     missing_in_empty_root: str
     # Splits taken from the dataset's own files, which the seed must not move.
@@ -27,7 +45,7 @@ class SourceTests:
 
     @pytest.fixture
     def tree(self, tmp_path, tiny_video) -> Tree:
-        raise NotImplementedError
+        return type(self).build(tmp_path / "root", tiny_video)
 
     def test_every_video_has_its_label_and_split(self, tree):
         records = inventory(tree).records

@@ -1,19 +1,14 @@
 import json
-import shutil
-
 import pytest
 
 import dataset_trees as trees
-from source_conformance import SourceTests, inventory
+from source_conformance import SourceTests, error_without, inventory, remove
 from stages.errors import ConfigError
 
 
 class TestDFDC(SourceTests):
+    build = staticmethod(trees.dfdc)
     missing_in_empty_root = "missing dfdc_train_part_*/ folders, and no test folder with labels.csv; found no videos"
-
-    @pytest.fixture
-    def tree(self, tmp_path, tiny_video):
-        return trees.dfdc(tmp_path / "dfdc", tiny_video)
 
 
 def test_fakes_share_the_split_of_their_original_across_parts_and_seeds(tmp_path, tiny_video):
@@ -36,17 +31,14 @@ def test_nested_part_folders_are_read(tmp_path, tiny_video):
 
 def test_without_a_test_set_the_parts_give_every_split(tmp_path, tiny_video):
     tree = trees.dfdc(tmp_path / "dfdc", tiny_video)
-    shutil.rmtree(tree.root / "test")
+    remove(tree, "test")
     splits = {r.split for seed in range(4) for r in inventory(tree, seed=seed, split_ratios=(1, 1, 1)).records}
     assert splits == {"train", "val", "test"}
 
 
 def test_a_part_without_metadata_is_named(tmp_path, tiny_video):
-    tree = trees.dfdc(tmp_path / "dfdc", tiny_video)
-    (tree.root / "dfdc_train_part_01/dfdc_train_part_1/metadata.json").unlink()
-    with pytest.raises(ConfigError) as error:
-        inventory(tree)
-    assert str(error.value).endswith("missing dfdc_train_part_01/dfdc_train_part_1/metadata.json; found 8 in training parts, 3 in the test set")
+    message = error_without(trees.dfdc(tmp_path / "dfdc", tiny_video), "dfdc_train_part_01/dfdc_train_part_1/metadata.json")
+    assert message.endswith("missing dfdc_train_part_01/dfdc_train_part_1/metadata.json; found 8 in training parts, 3 in the test set")
 
 
 def test_unlisted_and_missing_videos_and_lost_originals_are_warnings(tmp_path, tiny_video):

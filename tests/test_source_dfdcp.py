@@ -1,16 +1,13 @@
 import pytest
 
 import dataset_trees as trees
-from source_conformance import SourceTests, inventory
+from source_conformance import SourceTests, error_without, inventory
 from stages.errors import ConfigError
 
 
 class TestDFDCPreview(SourceTests):
+    build = staticmethod(trees.dfdcp)
     missing_in_empty_root = "missing original_videos/, method_A/, method_B/, dataset.json; found no videos"
-
-    @pytest.fixture
-    def tree(self, tmp_path, tiny_video):
-        return trees.dfdcp(tmp_path / "dfdcp", tiny_video)
 
 
 def test_validation_is_carved_from_train_by_identity(tmp_path, tiny_video):
@@ -28,11 +25,8 @@ def test_validation_is_carved_from_train_by_identity(tmp_path, tiny_video):
 
 
 def test_a_missing_dataset_json_is_named(tmp_path, tiny_video):
-    tree = trees.dfdcp(tmp_path / "dfdcp", tiny_video)
-    (tree.root / "dataset.json").unlink()
-    with pytest.raises(ConfigError) as error:
-        inventory(tree)
-    assert str(error.value).endswith("missing dataset.json; found 4 in original_videos/, 3 in method_A/, 2 in method_B/")
+    message = error_without(trees.dfdcp(tmp_path / "dfdcp", tiny_video), "dataset.json")
+    assert message.endswith("missing dataset.json; found 4 in original_videos/, 3 in method_A/, 2 in method_B/")
 
 
 def test_an_entry_with_an_unknown_set_is_named(tmp_path, tiny_video):

@@ -6,25 +6,19 @@ import pytest
 import dataset_trees as trees
 from pipeline.sources import load_inventory
 from pipeline.sources.base import SourceOptions
-from source_conformance import SourceTests, inventory
+from source_conformance import SourceTests, error_without, inventory
 from stages.errors import ConfigError
 
 
 class TestFFPP(SourceTests):
+    build = staticmethod(trees.ffpp)
     missing_in_empty_root = "original_sequences/youtube/c23/videos/"
     official_splits = ("train", "val", "test")
 
-    @pytest.fixture
-    def tree(self, tmp_path, tiny_video):
-        return trees.ffpp(tmp_path / "ffpp", tiny_video)
-
 
 class TestFFPPWithDeepFakeDetection(SourceTests):
+    build = staticmethod(lambda root, video: trees.add_dfd(trees.ffpp(root, video), video))
     missing_in_empty_root = "original_sequences/actors/c23/videos/"
-
-    @pytest.fixture
-    def tree(self, tmp_path, tiny_video):
-        return trees.add_dfd(trees.ffpp(tmp_path / "ffpp", tiny_video), tiny_video)
 
 
 def test_every_pair_expands_to_two_reals_and_two_fakes_per_method(tmp_path, tiny_video):
@@ -87,21 +81,17 @@ def test_split_files_from_the_root_or_another_folder(tmp_path, tiny_video):
 
 
 @pytest.mark.parametrize(
-    "remove, named",
+    "missing, named",
     [
         ("manipulated_sequences/FaceSwap", "missing manipulated_sequences/FaceSwap/c23/videos/"),
         ("splits/test.json", "missing splits/test.json (nor test.json)"),
         ("original_sequences", "missing original_sequences/youtube/c23/videos/"),
     ],
 )
-def test_a_partial_root_names_the_missing_piece_and_counts_the_rest(tmp_path, tiny_video, remove, named):
+def test_a_partial_root_names_the_missing_piece_and_counts_the_rest(tmp_path, tiny_video, missing, named):
     tree = trees.ffpp(tmp_path / "ffpp", tiny_video)
-    target = tree.root / remove
-    shutil.rmtree(target) if target.is_dir() else target.unlink()
-    with pytest.raises(ConfigError) as error:
-        inventory(tree)
-    message = str(error.value)
-    assert named in message and "\n" not in message
+    message = error_without(tree, missing)
+    assert named in message
     deepfakes = sum("/Deepfakes/" in video for video in tree.videos)
     assert f"{deepfakes} Deepfakes fakes" in message
 

@@ -8,26 +8,16 @@ from stages.errors import ConfigError
 
 
 class TestFolderWithLabels(SourceTests):
+    build = staticmethod(trees.folder_csv)
     # Paths of the CSV are relative to the root, so an empty root has none of them.
     missing_in_empty_root = f"no videos found for dataset folder; {len(trees.FOLDER_CSV)} videos listed in labels.csv are missing"
     official_splits = ("train", "val", "test")
 
-    @pytest.fixture
-    def tree(self, tmp_path, tiny_video):
-        return trees.folder_csv(tmp_path / "folder", tiny_video)
-
 
 class TestFolderOfRealAndFake(SourceTests):
+    build = staticmethod(trees.folder_real_fake)
     missing_in_empty_root = "expected folders real/ and fake/ (or --labels FILE.csv), missing real/, fake/"
     official_splits = ()
-
-    @pytest.fixture
-    def tree(self, tmp_path, tiny_video):
-        tree = trees.Tree("folder", tmp_path / "uadfv")
-        for stem in ("0000", "0001", "0002"):
-            tree.add(tiny_video, tree.root, f"real/{stem}.mp4", 0, trees.ANY_SPLIT)
-            tree.add(tiny_video, tree.root, f"fake/{stem}_fake.mp4", 1, trees.ANY_SPLIT)
-        return tree
 
 
 def write_csv(tree, text):

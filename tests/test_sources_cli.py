@@ -15,6 +15,7 @@ from distributed import LocalCluster
 import cli
 import dataset_trees as trees
 from conftest import ROOT
+from source_conformance import remove
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_features_then_status_shows_every_videos_split_and_label(every_tree, sch
 
 
 @pytest.mark.parametrize(
-    "dataset, remove, named",
+    "dataset, missing, named",
     [
         ("ffpp", "manipulated_sequences/FaceSwap", "missing manipulated_sequences/FaceSwap/c23/videos/"),
         ("ffpp", "splits/val.json", "missing splits/val.json (nor val.json)"),
@@ -77,10 +78,9 @@ def test_features_then_status_shows_every_videos_split_and_label(every_tree, sch
         ("deeperforensics", "lists/splits/test.txt", "missing lists/splits/test.txt"),
     ],
 )
-def test_a_partial_tree_is_a_one_line_error_naming_the_missing_piece(tmp_path, tiny_video, capsys, dataset, remove, named):
+def test_a_partial_tree_is_a_one_line_error_naming_the_missing_piece(tmp_path, tiny_video, capsys, dataset, missing, named):
     tree = next(tree for tree in trees.all_trees(tmp_path / "trees", tiny_video) if tree.dataset == dataset)
-    target = tree.root / remove
-    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    remove(tree, missing)
     code, out, err = run(capsys, "features", "--dataset", dataset, "--root", str(tree.root), "--store", str(tmp_path / "s.zarr"), *tree.cli_options())
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and named in err and "; found " in err, err
