@@ -67,3 +67,10 @@ def test_a_missing_test_list_is_named_with_the_counts_found(tmp_path, tiny_video
     message = error_without(trees.celebdf(tmp_path / "celebdf", tiny_video), "List_of_testing_videos.txt")
     counts = ", ".join(f"{len(stems)} in {folder}/" for folder, stems in trees.CELEBDF_FILES.items())
     assert message.endswith(f"missing List_of_testing_videos.txt; found {counts}")
+
+
+def test_an_unreadable_test_list_is_named(tmp_path, tiny_video):
+    tree = trees.celebdf(tmp_path / "celebdf", tiny_video)
+    (tree.root / "List_of_testing_videos.txt").write_bytes(b"\xff\xfe1 Celeb-real\x00")
+    with pytest.raises(ConfigError, match="^List_of_testing_videos.txt: cannot read it"):
+        inventory(tree)

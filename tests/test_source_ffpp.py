@@ -84,7 +84,7 @@ def test_split_files_from_the_root_or_another_folder(tmp_path, tiny_video):
     "missing, named",
     [
         ("manipulated_sequences/FaceSwap", "missing manipulated_sequences/FaceSwap/c23/videos/"),
-        ("splits/test.json", "missing splits/test.json (nor test.json)"),
+        ("splits/test.json", "missing splits/test.json (or test.json)"),
         ("original_sequences", "missing original_sequences/youtube/c23/videos/"),
     ],
 )

@@ -40,8 +40,9 @@ def test_rows_without_a_split_are_split_by_group(tmp_path, tiny_video):
         ("path,label\nclips/p1/a.mp4,fake\n", "line 2: label 'fake'; allowed: 0 (real), 1 (fake)"),
         ("path,label,split\nclips/p1/a.mp4,0,dev\n", "line 2: split 'dev'; allowed: train, val, test"),
         ("path,label\nclips/p1/a.mp4,0\nclips/p1/a.mp4,1\n", "line 3: clips/p1/a is listed again (first on line 2)"),
-        ("path,label\n../elsewhere.mp4,0\n", "line 2: ../elsewhere.mp4 is outside --root"),
+        ("path,label\n../elsewhere.mp4,0\n", "line 2: path '../elsewhere.mp4' is empty or outside --root"),
         ("file,label\nclips/p1/a.mp4,0\n", "expected a header path,label[,split][,group]; found file,label"),
+        ("path,label\nclips/p1/a.mp4\n", "line 2: label ''; allowed: 0 (real), 1 (fake)"),
     ],
 )
 def test_a_bad_labels_file_is_named_with_its_line(tmp_path, tiny_video, text, message):

@@ -71,7 +71,7 @@ def test_features_then_status_shows_every_videos_split_and_label(every_tree, sch
     "dataset, missing, named",
     [
         ("ffpp", "manipulated_sequences/FaceSwap", "missing manipulated_sequences/FaceSwap/c23/videos/"),
-        ("ffpp", "splits/val.json", "missing splits/val.json (nor val.json)"),
+        ("ffpp", "splits/val.json", "missing splits/val.json (or val.json)"),
         ("celebdf", "List_of_testing_videos.txt", "missing List_of_testing_videos.txt"),
         ("dfdc", "dfdc_train_part_2/metadata.json", "missing dfdc_train_part_2/metadata.json"),
         ("dfdcp", "dataset.json", "missing dataset.json"),

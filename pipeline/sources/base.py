@@ -87,7 +87,7 @@ class Layout:
         """Video files under a folder (any depth), counted as `kind`; the folder is noted as
         missing when it is not there."""
         if not folder.is_dir():
-            self.missing.append(self.name(folder) + "/")
+            self.lacks(shown(folder, self.root) + "/")
             return []
         files = video_files(folder)
         self.found[kind] += len(files)
@@ -98,11 +98,12 @@ class Layout:
         for path in candidates:
             if path.is_file():
                 return path
-        self.missing.append(self.name(candidates[0]) + (f" (nor {', '.join(self.name(p) for p in candidates[1:])})" if candidates[1:] else ""))
+        others = ", ".join(shown(path, self.root) for path in candidates[1:])
+        self.lacks(shown(candidates[0], self.root) + (f" (or {others})" if others else ""))
         return None
 
-    def name(self, path: Path) -> str:
-        return shown(path, self.root)
+    def lacks(self, what: str) -> None:
+        self.missing.append(what)
 
     def check(self) -> None:
         if self.missing:
@@ -145,11 +146,19 @@ def video_id(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix("").as_posix()
 
 
+def read_text(path: Path, root: Path) -> str:
+    """A label or split file's text; one that cannot be read is a user error naming it."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown(path, root)}: cannot read it ({exc})") from exc
+
+
 def read_json(path: Path, root: Path, expected: str):
     """A label or split file's JSON; a file that does not parse is a user error naming it."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return json.loads(read_text(path, root))
+    except ValueError as exc:
         raise ConfigError(f"{shown(path, root)}: not {expected} ({exc})") from exc
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, count_line, seeded_split, shown, video_id
+from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, count_line, read_text, seeded_split, shown, video_id
 from stages.errors import ConfigError
 
 FOLDER_LABELS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}
@@ -77,7 +77,7 @@ def _read_test_list(path: Path, root: Path) -> set[str]:
     """Video ids of the test list, each line `<1 real | 0 fake> <folder>/<file>` checked
     against its folder's label."""
     listed = set()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, root).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{shown(path, root)} line {number}"

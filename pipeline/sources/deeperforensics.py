@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.sources.base import SPLITS, Inventory, Layout, SourceOptions, VideoRecord, count_line, shown, video_id
+from pipeline.sources.base import SPLITS, Inventory, Layout, SourceOptions, VideoRecord, count_line, read_text, shown, video_id
 from pipeline.sources.ffpp import HELD_OUT_FIRST, compression_name, videos_folder
 from stages.errors import ConfigError
 
@@ -24,7 +24,7 @@ def records(root: Path, options: SourceOptions) -> Inventory:
     variants_folder = root / "manipulated_videos"
     variants = options.methods or (sorted(p.name for p in variants_folder.iterdir() if p.is_dir()) if variants_folder.is_dir() else [])
     if not variants:
-        layout.missing.append("manipulated_videos/<variant>/")
+        layout.lacks("manipulated_videos/<variant>/")
     fakes = {variant: layout.videos(variants_folder / variant, f"{variant} fakes") for variant in variants}
     lists_folder = Path(options.splits_dir) if options.splits_dir else root / "lists" / "splits"
     lists = {split: layout.file(lists_folder / f"{split}.txt") for split in SPLITS}
@@ -65,7 +65,7 @@ def records(root: Path, options: SourceOptions) -> Inventory:
 
 def _read_list(path: Path, root: Path) -> list[str]:
     """File names of a split list, one a line (`000_M101.mp4`)."""
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, root).splitlines() if line.strip()]
     bad = next((name for name in names if "_" not in name or not name.endswith(".mp4")), None)
     if bad:
         raise ConfigError(f"{shown(path, root)}: {bad!r} is not a fake's file name <target>_<source>.mp4")

@@ -10,10 +10,11 @@ test set; without one, the parts are split into train, val and test.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
-from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, count_line, read_json, seeded_split, shown, video_id
+from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, count_line, read_json, read_text, seeded_split, shown, video_id
 from stages.errors import ConfigError
 
 PART = re.compile(r"dfdc_train_part_(\d+)")
@@ -25,7 +26,7 @@ def records(root: Path, options: SourceOptions) -> Inventory:
     parts = _part_folders(root)
     test_folders = [path.parent for pattern in ("*/labels.csv", "*/*/labels.csv") for path in sorted(root.glob(pattern))]
     if not parts and not test_folders:
-        layout.missing.append("dfdc_train_part_*/ folders, and no test folder with labels.csv")
+        layout.lacks("dfdc_train_part_*/ folders, and no test folder with labels.csv")
     on_disk: dict[str, tuple[int, Path]] = {}  # file name -> (part, path)
     listings = []
     for part, folder in parts:
@@ -95,13 +96,13 @@ def _read_metadata(path: Path, root: Path) -> dict[str, dict]:
 
 def _read_test_labels(path: Path, root: Path) -> dict[str, int]:
     """File name -> label of the test set's `labels.csv` (`filename,label`, 1 fake)."""
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file)
-        if not {"filename", "label"} <= set(reader.fieldnames or ()):
-            raise ConfigError(f"{shown(path, root)}: expected a header filename,label; found {','.join(reader.fieldnames or ())}")
-        labels = {}
-        for row in reader:
-            if row["label"].strip() not in ("0", "1"):
-                raise ConfigError(f"{shown(path, root)} line {reader.line_num}: label {row['label']!r}; allowed: 0 (real), 1 (fake)")
-            labels[row["filename"].strip()] = int(row["label"])
+    reader = csv.DictReader(io.StringIO(read_text(path, root)))
+    if not {"filename", "label"} <= set(reader.fieldnames or ()):
+        raise ConfigError(f"{shown(path, root)}: expected a header filename,label; found {','.join(reader.fieldnames or ())}")
+    labels = {}
+    for row in reader:
+        label = (row["label"] or "").strip()
+        if label not in ("0", "1"):
+            raise ConfigError(f"{shown(path, root)} line {reader.line_num}: label {label!r}; allowed: 0 (real), 1 (fake)")
+        labels[row["filename"].strip()] = int(label)
     return labels

@@ -30,30 +30,31 @@ def records(root: Path, options: SourceOptions) -> Inventory:
 def _from_csv(root: Path, csv_path: Path, options: SourceOptions) -> Inventory:
     try:
         with open(csv_path, newline="") as file:
-            rows = list(csv.DictReader(file))
-            header = rows[0].keys() if rows else []
+            reader = csv.DictReader(file)
+            header, rows = reader.fieldnames or [], list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"--labels {csv_path}: cannot read it ({exc})") from exc
     unknown = [column for column in header if column not in COLUMNS]
     if "path" not in header or "label" not in header or unknown:
-        raise ConfigError(f"--labels {csv_path}: expected a header path,label[,split][,group]; found {','.join(header) or 'no rows'}")
+        raise ConfigError(f"--labels {csv_path}: expected a header path,label[,split][,group]; found {','.join(header) or 'an empty file'}")
     out, missing, first_line = [], [], {}
     for line, row in enumerate(rows, start=2):
         where = f"--labels {csv_path} line {line}"
-        label, split, group = row["label"].strip(), (row.get("split") or "").strip(), (row.get("group") or "").strip()
+        label, split, group = ((row.get(column) or "").strip() for column in ("label", "split", "group"))
         if label not in ("0", "1"):
             raise ConfigError(f"{where}: label {label!r}; allowed: 0 (real), 1 (fake)")
         if split and split not in SPLITS:
             raise ConfigError(f"{where}: split {split!r}; allowed: {', '.join(SPLITS)}, or empty for a seeded split")
-        path = root / row["path"].strip()
-        if not path.resolve().is_relative_to(root.resolve()):
-            raise ConfigError(f"{where}: {row['path']} is outside --root {root}")
+        relative = (row["path"] or "").strip()
+        path = root / relative
+        if not relative or not path.resolve().is_relative_to(root.resolve()):
+            raise ConfigError(f"{where}: path {relative!r} is empty or outside --root {root}")
         vid = video_id(path, root)
         if vid in first_line:
             raise ConfigError(f"{where}: {vid} is listed again (first on line {first_line[vid]})")
         first_line[vid] = line
         if not path.is_file():
-            missing.append(row["path"].strip())
+            missing.append(relative)
             continue
         group = group or path.stem
         extra = {"group": group}
