@@ -13,14 +13,14 @@ from pipeline.sources.base import Inventory, SourceOptions, VideoRecord, count_l
 from stages.errors import ConfigError
 
 SOURCES = {
-    "celebdf": celebdf.records,
-    "celebdf-v1": functools.partial(celebdf.records, dataset="celebdf-v1"),
-    "deeperforensics": deeperforensics.records,
-    "demo": demo.records,
-    "dfdc": dfdc.records,
-    "dfdcp": dfdcp.records,
-    "ffpp": ffpp.records,
-    "folder": folder.records,
+    "celebdf": celebdf.inventory,
+    "celebdf-v1": functools.partial(celebdf.inventory, dataset="celebdf-v1"),
+    "deeperforensics": deeperforensics.inventory,
+    "demo": demo.inventory,
+    "dfdc": dfdc.inventory,
+    "dfdcp": dfdcp.inventory,
+    "ffpp": ffpp.inventory,
+    "folder": folder.inventory,
 }
 
 

@@ -20,7 +20,7 @@ CELEB_FAKE = re.compile(r"(id\d+)_(id\d+)_(\d+)")
 YOUTUBE_REAL = re.compile(r"\d+")
 
 
-def records(root: Path, options: SourceOptions, dataset: str = "celebdf") -> Inventory:
+def inventory(root: Path, options: SourceOptions, dataset: str = "celebdf") -> Inventory:
     layout = Layout(root, dataset)
     files = [(folder, path) for folder in FOLDER_LABELS for path in layout.videos(root / folder, f"in {folder}/")]
     test_list = layout.file(root / TEST_LIST)

@@ -14,7 +14,7 @@ from pipeline.sources.ffpp import HELD_OUT_FIRST, compression_name, videos_folde
 from stages.errors import ConfigError
 
 
-def records(root: Path, options: SourceOptions) -> Inventory:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     if not options.ffpp_root:
         raise ConfigError("--ffpp-root: required for deeperforensics, whose real videos are FaceForensics++'s youtube originals")
     ffpp_root = Path(options.ffpp_root).absolute()

@@ -36,7 +36,7 @@ _HEAD = (120, 10, 330, 250)
 _FACE = (170, 70, 276, 184)
 
 
-def records(root: Path, options: SourceOptions) -> Inventory:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     ensure_corpus(root)
     out = []
     for i, split in enumerate(SPLIT_BY_IDENTITY):

@@ -21,7 +21,7 @@ PART = re.compile(r"dfdc_train_part_(\d+)")
 LABELS = {"REAL": 0, "FAKE": 1}
 
 
-def records(root: Path, options: SourceOptions) -> Inventory:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     layout = Layout(root, "dfdc")
     parts = _part_folders(root)
     test_folders = [path.parent for pattern in ("*/labels.csv", "*/*/labels.csv") for path in sorted(root.glob(pattern))]

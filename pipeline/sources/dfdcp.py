@@ -16,7 +16,7 @@ LABELS = {"real": 0, "fake": 1}
 SETS = ("train", "test")
 
 
-def records(root: Path, options: SourceOptions) -> Inventory:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     layout = Layout(root, "dfdcp")
     on_disk = {video_id(path, root): path for folder in FOLDERS for path in layout.videos(root / folder, f"in {folder}/")}
     listing = layout.file(root / "dataset.json")

@@ -29,7 +29,7 @@ ACTOR_REAL = re.compile(r"(\d+)__(.+)")
 ACTOR_FAKE = re.compile(r"(\d+)_(\d+)__(.+)__([A-Za-z0-9]{8})")
 
 
-def records(root: Path, options: SourceOptions) -> Inventory:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     methods = _methods(options.methods)
     compression = compression_name(options.comp)
     youtube_folder = videos_folder(root / "original_sequences" / "youtube", options.comp)

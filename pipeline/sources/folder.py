@@ -13,7 +13,7 @@ from stages.errors import ConfigError
 COLUMNS = ("path", "label", "split", "group")
 
 
-def records(root: Path, options: SourceOptions) -> Inventory:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     if options.labels_csv:
         return _from_csv(root, Path(options.labels_csv), options)
     missing = [name for name in ("real", "fake") if not (root / name).is_dir()]
