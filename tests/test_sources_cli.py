@@ -96,9 +96,15 @@ def test_a_fake_whose_original_is_missing_is_a_warning_and_the_run_goes_on(tmp_p
     assert re.search(rf"^done\s+{len(tree.videos) - 1}$", out, re.MULTILINE), out
 
 
-def test_an_unknown_compression_is_a_one_line_error(tmp_path, capsys):
-    code, _, err = run(capsys, "features", "--dataset", "ffpp", "--root", str(tmp_path), "--store", str(tmp_path / "s"), "--comp", "c30")
-    assert code == 2 and len(err.splitlines()) == 1 and "c30" in err and "c23" in err
+@pytest.mark.parametrize(
+    "option, named",
+    [(["--comp", "c30"], ["c30", "c23"]), (["--split-ratios", "0", "1", "1"], ["--split-ratios", "train > 0"]),
+     (["--methods", "Deepfakes,FaceSwapp"], ["FaceSwapp", "NeuralTextures"])],
+)
+def test_a_bad_dataset_option_is_a_one_line_error(tmp_path, tiny_video, capsys, option, named):
+    tree = trees.ffpp(tmp_path / "ffpp", tiny_video)
+    code, _, err = run(capsys, "features", "--dataset", "ffpp", "--root", str(tree.root), "--store", str(tmp_path / "s"), *option)
+    assert code == 2 and len(err.splitlines()) == 1 and all(name in err for name in named), err
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
