@@ -8,6 +8,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
 from pipeline.process import VideoOutcome, WorkItem, process_video, record_attrs
 from pipeline.profiles import Profile
-from pipeline.sources import load_records
-from pipeline.sources.base import SourceOptions
+from pipeline.sources import load_inventory
+from pipeline.sources.base import Inventory, SourceOptions
 from stages.errors import ConfigError, StoreError
 
 # Set in every worker before its libraries start their thread pools.
@@ -74,15 +75,20 @@ class RunSummary:
         return text
 
 
-def build_features(request: FeaturesRequest, progress: bool = True) -> RunSummary:
+def build_features(request: FeaturesRequest, progress: bool = True,
+                   on_inventory: Callable[[Inventory], None] | None = None) -> RunSummary:
+    """Run `features`; `on_inventory` sees what the source found before any work starts."""
     started = time.perf_counter()
+    # The dataset is listed first, so that a wrong root or a partial tree leaves no store
+    # behind; listing only reads (the demo corpus is written file by file, atomically).
+    inventory = load_inventory(request.dataset, request.root, request.source_options)
+    if on_inventory:
+        on_inventory(inventory)
+    records = inventory.records
+    if request.limit is not None:
+        records = records[: request.limit]
     store = open_writable_store(request.store)
-    # Locked before the dataset is even listed: a second run leaves at once, and never
-    # writes anything (not even the demo corpus) while the first one works.
     with store.lock():
-        records = load_records(request.dataset, request.root, request.source_options)
-        if request.limit is not None:
-            records = records[: request.limit]
         summary = RunSummary(videos=len(records))
         run_id = uuid.uuid4().hex[:12]
         work_plan = planner.plan(records, store, request.profile, force=request.force,
