@@ -1,4 +1,4 @@
-# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=...`, `make train`, `make test`, `make bench`.
+# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train`, `make test`, `make bench`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,6 +7,9 @@ ROOT ?= data/$(DATASET)
 PROFILE ?= default
 STORE ?= stores/$(DATASET)-$(PROFILE).zarr
 ARGS ?=
+# Dataset options, passed on when set: COMP=c40 METHODS=Deepfakes,FaceSwap SPLITS=DIR FFPP_ROOT=DIR LABELS=FILE.csv SEED=1
+SOURCE_ARGS = $(strip $(if $(COMP),--comp $(COMP)) $(if $(METHODS),--methods $(METHODS)) $(if $(SPLITS),--splits $(SPLITS)) \
+	$(if $(FFPP_ROOT),--ffpp-root $(FFPP_ROOT)) $(if $(LABELS),--labels $(LABELS)) $(if $(SEED),--seed $(SEED)))
 
 .PHONY: install features status test bench clean
 
@@ -20,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 features: install
-	$(BIN)/dfprep features --dataset $(DATASET) --root $(ROOT) --store $(STORE) --profile $(PROFILE) $(ARGS)
+	$(BIN)/dfprep features --dataset $(DATASET) --root $(ROOT) --store $(STORE) --profile $(PROFILE) $(SOURCE_ARGS) $(ARGS)
 	$(BIN)/dfprep status --store $(STORE)
 
 status: install

@@ -29,22 +29,43 @@ def cli():
 @click.option("--limit", type=click.IntRange(min=1), help="Process only the first N videos.")
 @click.option("--force", is_flag=True, help="Recompute every video, changed or not.")
 @click.option("--retry-failed", is_flag=True, help="Try videos that failed before again.")
+@click.option("--video-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Record a video still reading or computing after this long as failed: timeout, and go on [default: no limit].")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video failed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split for datasets without an official one.")
 @click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/.")
-def features(dataset, root, store, profile, overrides, workers, scheduler, limit, force, retry_failed, strict, seed, labels_csv):
+@click.option("--split-ratios", type=(float, float, float), default=(0.8, 0.1, 0.1), show_default=True,
+              metavar="TRAIN VAL TEST", help="Ratios of the seeded split where a dataset has no official one.")
+@click.option("--comp", default="c23", show_default=True, type=click.Choice(["raw", "c0", "c23", "c40"]),
+              help="ffpp, deeperforensics: FaceForensics++ compression (c0 is raw).")
+@click.option("--methods", help="ffpp: comma-separated methods [default: Deepfakes,Face2Face,FaceSwap,NeuralTextures]; "
+              "deeperforensics: variants [default: all].")
+@click.option("--splits", "splits_dir", help="ffpp, deeperforensics: folder of the official split files.")
+@click.option("--ffpp-root", help="deeperforensics: the FaceForensics++ root holding its real videos.")
+def features(dataset, root, store, profile, overrides, workers, scheduler, limit, force, retry_failed, video_timeout, strict, seed,
+             labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
     """Build or update the feature store from a dataset."""
     from pipeline.run import FeaturesRequest, build_features
 
     request = FeaturesRequest(
         dataset=dataset, root=root, store=store, profile=get_profile(profile, list(overrides)),
         workers=workers, scheduler=scheduler, limit=limit, force=force, retry_failed=retry_failed,
-        source_options=SourceOptions(seed=seed, labels_csv=labels_csv),
+        video_timeout_s=video_timeout,
+        source_options=SourceOptions(
+            seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
+            methods=tuple(name.strip() for name in methods.split(",")) if methods else None,
+        ),
     )
-    summary = build_features(request)
+    summary = build_features(request, on_inventory=_print_inventory)
     click.echo(summary.table())
     if strict and summary.statuses["failed"]:
         sys.exit(1)
+
+
+def _print_inventory(inventory) -> None:
+    click.echo(inventory.table())
+    for warning in inventory.warnings:
+        click.echo(f"dfprep: warning: {warning}", err=True)
 
 
 @cli.command()

@@ -3,7 +3,11 @@ completion flag in the group's attributes, written last."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +23,7 @@ from stages.errors import StoreError, StoreLocked
 
 COMPLETE = "dfprep_complete"
 VIDEOS = "videos"
+LOCK, LOCK_HOLDER = ".dfprep.lock", ".dfprep.lock.holder"
 # Arrays with a frame axis are chunked along it; the rest are one chunk.
 FRAME_AXIS_ARRAYS = ("frames", "flow")
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
@@ -75,26 +80,26 @@ class FeatureStore:
     # -- writing -------------------------------------------------------------------------
 
     def write_video(self, key: str, arrays: dict[str, np.ndarray], attrs: dict, chunk_frames: int = 16) -> int:
-        """Replace the video's group with these arrays and attributes; bytes written."""
+        """Replace the video's group with these arrays and attributes; bytes the group holds."""
         try:
             group = self.root.create_group(f"{VIDEOS}/{key}", overwrite=True)
             for name, data in arrays.items():
                 self._write_array(group, name, data, chunk_frames)
             group.attrs.update({**attrs, COMPLETE: True})
-            return sum(group[name].nbytes_stored() for name in arrays)
+            return _bytes_stored(group)
         except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
             raise StoreError(f"{self.url}: writing video {key} failed: {exc}") from exc
 
     def update_video(self, key: str, arrays: dict[str, np.ndarray], attrs: dict, chunk_frames: int = 16) -> int:
-        """Rewrite some arrays of a complete video and merge attributes; the video is hidden
-        (not complete) while this runs."""
+        """Rewrite some arrays of a complete video and merge attributes; bytes the group holds.
+        The video is hidden (not complete) while this runs."""
         try:
             group = self.root[f"{VIDEOS}/{key}"]
             group.attrs.update({COMPLETE: False})
             for name, data in arrays.items():
                 self._write_array(group, name, data, chunk_frames)
             group.attrs.update({**attrs, COMPLETE: True})
-            return sum(group[name].nbytes_stored() for name in arrays)
+            return _bytes_stored(group)
         except (KeyError, OSError, ValueError, zarr.errors.BaseZarrError) as exc:
             raise StoreError(f"{self.url}: updating video {key} failed: {exc}") from exc
 
@@ -126,7 +131,8 @@ class FeatureStore:
         """Write a file at the store's root in one step: readers see the old or the new one."""
         target = f"{self.path}/{name}"
         if self.is_local:
-            partial = Path(f"{target}.partial")
+            # A name of its own, so that two writers (a run, `status --rebuild`) never share one.
+            partial = Path(f"{target}.{uuid.uuid4().hex}.partial")
             partial.write_text(text)
             partial.replace(target)
         else:
@@ -140,17 +146,25 @@ class FeatureStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the store for one run. Only local stores can be locked; on object stores two
-        runs must not be started against one URL."""
+        """Hold the store for one run; a second run is refused at once, told who holds it.
+        Only local stores can be locked; on object stores two runs must not be started
+        against one URL. The lock is the kernel's (flock): a killed run leaves none behind."""
         if not self.is_local:
             yield
             return
-        lock = filelock.FileLock(f"{self.path}/.dfprep.lock")
+        lock = filelock.FileLock(f"{self.path}/{LOCK}")
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            raise StoreLocked(f"store {self.url} is in use by another dfprep run; wait for it to finish") from None
+            holder = self.read_text(LOCK_HOLDER) or "another dfprep run"
+            raise StoreLocked(f"store {self.url} is in use by {holder.strip()}; wait for it to finish or use another --store") from None
         try:
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            self.write_text(LOCK_HOLDER, f"dfprep run {os.getpid()} on {socket.gethostname()} since {started}\n")
             yield
         finally:
             lock.release()
+
+
+def _bytes_stored(group: zarr.Group) -> int:
+    return sum(array.nbytes_stored() for _, array in group.arrays())

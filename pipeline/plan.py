@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import stat
 from dataclasses import dataclass
 
 from feature_store import FeatureStore, video_key
-from pipeline.process import ALL_STAGES, WorkItem
+from pipeline.process import ALL_STAGES, WorkItem, file_stat, size_and_mtime
 from pipeline.profiles import Profile
 from pipeline.sources.base import VideoRecord, fingerprint
 
@@ -18,7 +18,7 @@ RECORD_ATTRS = ("label", "split", "dataset", "extra")
 class Plan:
     work: list[WorkItem]
     unchanged: dict[str, dict]  # key -> stored attributes, for videos needing no work
-    relabelled: int  # unchanged videos whose label, split or extra were brought up to date
+    relabelled: int  # unchanged videos whose label, split, extra or path were brought up to date
 
 
 def plan(records: list[VideoRecord], store: FeatureStore, profile: Profile, *,
@@ -32,10 +32,14 @@ def plan(records: list[VideoRecord], store: FeatureStore, profile: Profile, *,
             work.append(WorkItem(record, key, stages, run_id))
             continue
         current = {name: getattr(record, name) for name in RECORD_ATTRS} | {"source_path": record.path}
-        if any(attrs.get(name) != value for name, value in current.items()):
-            store.update_attrs(key, current)
-            attrs = {**attrs, **current}
-            relabelled += 1
+        relabelled += any(attrs.get(name) != value for name, value in current.items())
+        # Same content under a new mtime (a copy, a touch): keep the new one, or every later
+        # run would hash the file again.
+        current["fingerprint"] = {**attrs["fingerprint"], **size_and_mtime(record.path)}
+        changes = {name: value for name, value in current.items() if attrs.get(name) != value}
+        if changes:
+            store.update_attrs(key, changes)
+            attrs = {**attrs, **changes}
         unchanged[key] = attrs
     return Plan(work, unchanged, relabelled)
 
@@ -44,13 +48,12 @@ def stages_needed(record: VideoRecord, attrs: dict, profile: Profile, retry_fail
     """The stages a stored video must rerun: all when its file or the decode/faces parameters
     changed, flow alone when only flow parameters did, none otherwise. Failures rerun only
     when asked to or when their file changed."""
-    sha256 = _content_sha256(record.path, attrs.get("fingerprint"))
-    if sha256 is None or sha256 != attrs["fingerprint"]["sha256"]:
+    if not same_file(record.path, attrs.get("fingerprint")):
         return ALL_STAGES
-    expected = profile.stage_keys(sha256)
-    stored = attrs.get("stage_keys") or {}
     if attrs["status"] == "failed":
-        return ALL_STAGES if retry_failed or stored.get("decode") != expected["decode"] else ()
+        return ALL_STAGES if retry_failed else ()
+    expected = profile.stage_keys(attrs["fingerprint"]["sha256"])
+    stored = attrs.get("stage_keys") or {}
     if stored.get("decode") != expected["decode"] or stored.get("faces") != expected["faces"]:
         return ALL_STAGES
     if attrs["status"] == "no_face" or stored.get("flow") == expected["flow"]:
@@ -58,15 +61,21 @@ def stages_needed(record: VideoRecord, attrs: dict, profile: Profile, retry_fail
     return ("flow",) if profile.flow else ALL_STAGES
 
 
-def _content_sha256(path: str, stored: dict | None) -> str | None:
-    """The file's content hash: taken from the store while size and mtime match, computed
-    again when they do not (a copy or a touch changes mtime, not content)."""
+def same_file(path: str, stored: dict | None) -> bool:
+    """Whether the file is still the one fingerprinted: the same size and mtime or, when
+    those differ, the same content hash. Only regular files are hashed here: reading a FIFO
+    or a device would block the plan, which no time limit covers."""
     if not stored:
-        return None
+        return False
     try:
-        stat = os.stat(path)
+        now = file_stat(path)
     except OSError:
-        return None
-    if stat.st_size == stored["size"] and stat.st_mtime_ns == stored["mtime_ns"]:
-        return stored["sha256"]
-    return fingerprint(path).sha256
+        return False
+    if (now.st_size, now.st_mtime_ns) == (stored["size"], stored["mtime_ns"]):
+        return True
+    if stored["sha256"] is None or not stat.S_ISREG(now.st_mode):
+        return False
+    try:
+        return fingerprint(path).sha256 == stored["sha256"]
+    except OSError:
+        return False

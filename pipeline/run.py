@@ -8,19 +8,21 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distributed import Client, LocalCluster, as_completed
+import dask
+from distributed import Client, KilledWorker, LocalCluster, as_completed
 from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
 from pipeline.process import VideoOutcome, WorkItem, process_video, record_attrs
 from pipeline.profiles import Profile
-from pipeline.sources import load_records
-from pipeline.sources.base import SourceOptions
+from pipeline.sources import load_inventory
+from pipeline.sources.base import Inventory, SourceOptions
 from stages.errors import ConfigError, StoreError
 
 # Set in every worker before its libraries start their thread pools.
@@ -39,6 +41,7 @@ class FeaturesRequest:
     limit: int | None = None
     force: bool = False
     retry_failed: bool = False
+    video_timeout_s: float | None = None
     source_options: SourceOptions = SourceOptions()
 
 
@@ -72,14 +75,21 @@ class RunSummary:
         return text
 
 
-def build_features(request: FeaturesRequest, progress: bool = True) -> RunSummary:
+def build_features(request: FeaturesRequest, progress: bool = True,
+                   on_inventory: Callable[[Inventory], None] | None = None) -> RunSummary:
+    """Run `features`; `on_inventory` sees what the source found before any work starts."""
     started = time.perf_counter()
-    records = load_records(request.dataset, request.root, request.source_options)
+    # The dataset is listed first, so that a wrong root or a partial tree leaves no store
+    # behind; listing only reads (the demo corpus is written file by file, atomically).
+    inventory = load_inventory(request.dataset, request.root, request.source_options)
+    if on_inventory:
+        on_inventory(inventory)
+    records = inventory.records
     if request.limit is not None:
         records = records[: request.limit]
     store = open_writable_store(request.store)
-    summary = RunSummary(videos=len(records))
     with store.lock():
+        summary = RunSummary(videos=len(records))
         run_id = uuid.uuid4().hex[:12]
         work_plan = planner.plan(records, store, request.profile, force=request.force,
                                  retry_failed=request.retry_failed, run_id=run_id)
@@ -121,7 +131,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
     last_manifest = time.monotonic()
     with _client(request.workers, request.scheduler) as client:
         futures = client.map(
-            process_video, work, store_url=store.url, profile=request.profile,
+            process_video, work, store_url=store.url, profile=request.profile, timeout_s=request.video_timeout_s,
             key=[f"video-{item.key}" for item in work], pure=False,
         )
         bar = tqdm(total=len(work), unit="video", desc="features", disable=not progress, dynamic_ncols=True)
@@ -130,8 +140,8 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
             item = by_key[future.key.removeprefix("video-")]
             try:
                 outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker that died on this video
-                outcome = _worker_failure(item, store, request.profile, exc)
+            except Exception as exc:  # noqa: BLE001 - the task itself failed, or its workers died
+                outcome = _task_failure(item, store, request.profile, exc)
             future.release()
             rows[outcome.key] = outcome.row
             counts[outcome.status] += 1
@@ -144,9 +154,13 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
         bar.close()
 
 
-def _worker_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
-    """The video's worker died (or the task could not run) more often than Dask retries."""
-    error = f"worker died: {type(exc).__name__}: {exc}"
+def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
+    """Record a video whose task raised (its store write failed) or whose worker process
+    died on it more often than Dask's `allowed-failures` (a crash in native code, memory)."""
+    if isinstance(exc, KilledWorker):
+        error = "worker died: every worker that ran it died (a crash in native code or out of memory)"
+    else:
+        error = f"error: {type(exc).__name__}: {exc}"
     attrs = record_attrs(item, profile, "failed", error)
     store.write_video(item.key, {}, attrs)
     return VideoOutcome(item.key, "failed", error, (), manifest.row_from_attrs(item.key, attrs))
@@ -162,13 +176,17 @@ def _client(workers: int | None, scheduler: str | None):
         with client:
             yield client
         return
-    cluster = LocalCluster(
-        n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        env=SINGLE_THREAD_ENV,
-    )
+    # A worker holds only the task it runs, none queued behind it: a worker ended by a video's
+    # time limit then counts against no other video's allowed failures.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            # Any free port: runs side by side on one machine then do not warn about 8787.
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            env=SINGLE_THREAD_ENV,
+        )
     with cluster, Client(cluster) as client:
         yield client

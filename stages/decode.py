@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 
 from stages.config import StageConfig, check
-from stages.errors import NoVideoStream, Truncated, Unreadable
+from stages.errors import Corrupt, NoVideoStream, Truncated, Unreadable
 
 VERSION = 1
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
@@ -100,7 +101,7 @@ def probe(path: str | Path) -> VideoInfo:
         try:
             first = next(container.decode(stream), None)
         except av.error.FFmpegError as exc:
-            raise Unreadable(f"cannot decode the first frame: {exc}") from exc
+            raise Unreadable(f"cannot decode the first frame: {_message(exc)}") from exc
         if first is None:
             raise Unreadable("no decodable frame")
         rotation = int(round(first.rotation)) % 360
@@ -172,8 +173,8 @@ def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
                     frame = next(decoder, None)
                 except av.error.FFmpegError as exc:
                     if position < 0:
-                        raise Unreadable(f"decoding failed: {exc}") from exc
-                    raise Truncated(f"decoding failed after frame {position}: {exc}") from exc
+                        raise Unreadable(f"decoding failed: {_message(exc)}") from exc
+                    raise Corrupt(f"decoding failed after frame {position}: {_message(exc)}") from exc
                 if frame is None:
                     return frames, timestamps, position
                 if after_seek and frame.pts is not None:
@@ -230,12 +231,19 @@ def _frame_scale(info: VideoInfo, config: DecodeConfig) -> float:
 
 
 def _open(path):
-    if not Path(path).is_file():
-        raise Unreadable(f"no such file: {path}")
+    path = Path(path)
+    # A FIFO or a device is opened like any file: it ends with a status, or hits the time limit.
+    if not path.exists():
+        raise Unreadable(f"broken link to {os.readlink(path)}" if path.is_symlink() else "no such file")
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise Unreadable(f"{type(exc).__name__}: {exc}") from exc
+        raise Unreadable("empty file" if path.stat().st_size == 0 else _message(exc)) from exc
+
+
+def _message(exc: Exception) -> str:
+    """FFmpeg's words for a failure, without the error number and path PyAV adds."""
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _video_stream(container) -> av.video.stream.VideoStream:

@@ -27,6 +27,12 @@ class Truncated(VideoError):
     reason = "truncated"
 
 
+class Corrupt(VideoError):
+    """Decoding failed part-way through: damaged data inside the stream."""
+
+    reason = "corrupt"
+
+
 class NoFace(VideoError):
     reason = "no face"
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,45 @@ def demo_store(demo_root, tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     store.with_suffix(".log").write_text(result.stdout + result.stderr)
     return store
+
+
+# Stage parameters that keep a small test video to a fraction of a second: one clip of 8
+# frames, 64 px crops.
+CHEAP = ("sampling.clips=1", "sampling.clip_length=8", "crop.size=64x64")
+
+
+def set_options(overrides) -> list[str]:
+    """`--set` options for the command line."""
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+@pytest.fixture(scope="session")
+def face_corpus(tmp_path_factory) -> Path:
+    """20 small face videos (200x150, 24 frames), 10 under real/ and 10 under fake/, made once
+    per session; tests copy it (shutil.copytree keeps mtimes) and change their copy."""
+    import videos
+
+    root = tmp_path_factory.mktemp("face_corpus")
+    for i in range(20):
+        videos.write(root / ("real", "fake")[i % 2] / f"v{i:02d}.mp4", videos.small_face_video(seed=i))
+    return root
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[str]:
+    """The address of a LocalCluster of two single-threaded worker processes, shared by the
+    tests that need a cluster but do not kill its workers."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as local:
+        yield local.scheduler_address
+
+
+@pytest.fixture(scope="session")
+def tiny_video(tmp_path_factory) -> Path:
+    """One 6-frame 32x32 video, made once; dataset trees hard-link it to every path they need."""
+    import videos
+
+    return videos.write(tmp_path_factory.mktemp("tiny") / "tiny.mp4", videos.texture(32, 32)[None].repeat(6, 0).astype("uint8"))

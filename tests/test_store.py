@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def test_manifest_is_a_pandas_table_and_rebuilds_from_groups(tmp_path):
 def test_a_second_lock_on_a_store_is_refused(tmp_path):
     first, second = FeatureStore(tmp_path / "s.zarr"), FeatureStore(tmp_path / "s.zarr")
     with first.lock():
-        with pytest.raises(StoreLocked, match="in use by another dfprep run"):
+        with pytest.raises(StoreLocked, match=rf"in use by dfprep run {os.getpid()} on .* since "):
             with second.lock():
                 pass
     with second.lock():

@@ -80,3 +80,8 @@ def smooth_path(n: int, height: int = 288, width: int = 384) -> np.ndarray:
     """(n, 2) face centres on a slow Lissajous path, well inside the frame."""
     t = np.arange(n)
     return np.stack([width / 2 + 40 * np.sin(2 * np.pi * t / 150), height / 2 + 15 * np.sin(2 * np.pi * t / 110 + 1)], axis=1)
+
+
+def small_face_video(seed: int, n: int = 24, height: int = 150, width: int = 200) -> np.ndarray:
+    """uint8 (n, H, W, 3): the moving face at a size dlib still finds, for cheap pipeline runs."""
+    return moving_face(smooth_path(n, height, width), height, width, seed=seed)

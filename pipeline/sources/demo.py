@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from pipeline.sources.base import SourceOptions, VideoRecord
+from pipeline.sources.base import Inventory, SourceOptions, VideoRecord
 from stages.errors import ConfigError
 
 VERSION = 1
@@ -38,23 +38,18 @@ HEAD_REGION = (120, 10, 330, 250)
 FACE_REGION = (170, 70, 276, 184)
 
 
-def records(root: Path, options: SourceOptions) -> list[VideoRecord]:
+def inventory(root: Path, options: SourceOptions) -> Inventory:
     ensure_corpus(root)
     out = []
     for i, split in enumerate(SPLIT_BY_IDENTITY):
         identity = f"id{i:02d}"
-        for label, kind in ((0, "real"), (1, "fake")):
-            out.append(
-                VideoRecord(
-                    video_id=f"{kind}/{identity}",
-                    path=str(root / kind / f"{identity}.mp4"),
-                    label=label,
-                    split=split,
-                    dataset="demo",
-                    extra={"identity": identity, "source_video": f"real/{identity}", "method": "jittered-repaste" if label else ""},
-                )
-            )
-    return out
+        real, fake = f"real/{identity}", f"fake/{identity}"
+        out += [
+            VideoRecord(real, str(root / f"{real}.mp4"), 0, split, "demo", {"identity": identity, "group": identity}),
+            VideoRecord(fake, str(root / f"{fake}.mp4"), 1, split, "demo",
+                        {"identity": identity, "group": identity, "original": real, "method": "jittered-repaste"}),
+        ]
+    return Inventory(out)
 
 
 def ensure_corpus(root: Path) -> None:
