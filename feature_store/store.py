@@ -85,7 +85,7 @@ class FeatureStore:
             group = self.root.create_group(f"{VIDEOS}/{key}", overwrite=True)
             for name, data in arrays.items():
                 self._write_array(group, name, data, chunk_frames)
-            group.attrs.update({**attrs, COMPLETE: True})
+            group.update_attributes({**attrs, COMPLETE: True})
             return _bytes_stored(group)
         except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
             raise StoreError(f"{self.url}: writing video {key} failed: {exc}") from exc
@@ -95,10 +95,10 @@ class FeatureStore:
         The video is hidden (not complete) while this runs."""
         try:
             group = self.root[f"{VIDEOS}/{key}"]
-            group.attrs.update({COMPLETE: False})
+            group.update_attributes({COMPLETE: False})
             for name, data in arrays.items():
                 self._write_array(group, name, data, chunk_frames)
-            group.attrs.update({**attrs, COMPLETE: True})
+            group.update_attributes({**attrs, COMPLETE: True})
             return _bytes_stored(group)
         except (KeyError, OSError, ValueError, zarr.errors.BaseZarrError) as exc:
             raise StoreError(f"{self.url}: updating video {key} failed: {exc}") from exc
@@ -106,7 +106,7 @@ class FeatureStore:
     def update_attrs(self, key: str, attrs: dict) -> None:
         """Merge attributes into a video's group; the group's metadata file is replaced whole."""
         try:
-            self.root[f"{VIDEOS}/{key}"].attrs.update(attrs)
+            self.root[f"{VIDEOS}/{key}"].update_attributes(attrs)
         except (KeyError, OSError, zarr.errors.BaseZarrError) as exc:
             raise StoreError(f"{self.url}: updating attributes of video {key} failed: {exc}") from exc
 
