@@ -12,6 +12,7 @@ import torch
 
 from feature_store import FeatureStore, manifest
 from stages.config import StageConfig, check
+from stages.errors import ConfigError, StoreError
 from stages.flow import hsv_image
 
 FLOW_MODES = ("none", "raw", "hsv")
@@ -156,3 +157,15 @@ def _resize_flow(flow: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
         return np.ascontiguousarray(flow)
     scale = np.array([size[1] / flow.shape[2], size[0] / flow.shape[1]], np.float32)
     return np.stack([cv2.resize(field, (size[1], size[0]), interpolation=cv2.INTER_AREA) * scale for field in flow])
+
+
+def open_split(store_url: str, spec: ClipSpec, split: str, transform: Callable[[dict], dict] | None = None) -> StoreClipDataset:
+    """The split's samples; a user error when the store is missing or has none for this spec."""
+    try:
+        dataset = StoreClipDataset(store_url, spec, splits=(split,), transform=transform)
+    except StoreError as exc:
+        raise ConfigError(f"--store {store_url}: {exc}") from exc
+    if not len(dataset):
+        why = f"; {len(dataset.excluded)} videos excluded, e.g. {dataset.excluded[0][0]}: {dataset.excluded[0][1]}" if dataset.excluded else ""
+        raise ConfigError(f"--store {store_url}: no {split} samples of {spec.clip_length} frames ({spec.flow} flow){why}")
+    return dataset
