@@ -8,8 +8,6 @@ import torch
 
 from cli import main
 from conftest import FIXTURES, needs_fixtures, run_cli
-from pipeline.profiles import get_profile
-from stores import write_tiny_store
 from trainer import checkpoint
 from trainer.dataset import open_split
 from trainer.detector import Detector
@@ -23,7 +21,6 @@ CPU = torch.device("cpu")
 # The test machine's cores are shared: OpenMP threads spinning for a core that another process
 # holds make small tensors tens of times slower, while one thread stays steady.
 torch.set_num_threads(1)
-TINY = (32, 32)
 # The smallest inputs each family runs at: 3D ResNets halve time three times; Xception needs
 # 2x2 features for batch norm of two samples.
 SMALL_INPUTS = {
@@ -32,12 +29,6 @@ SMALL_INPUTS = {
     "xception": {"size": "64x64"},
     **{name: {"size": "32x32", "clip_length": "4"} for name in ("r3d18", "r3d50", "r3d101")},
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
-    return write_tiny_store(path, get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=TINY, splits={"train": 1, "val": 1})
 
 
 def small_spec(name: str):
@@ -123,20 +114,49 @@ def test_predict_prints_a_probability_for_a_real_video(trained_ofcnn, tmp_path, 
     assert absent["status"] == "failed" and absent["p_fake"] is None and "no such file" in absent["error"].lower()
 
 
-def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_store, tmp_path):
-    def run(out, epochs, resume=False, seed=0):
-        return train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / out), recipe={"epochs": epochs, "batch_size": 8},
-                                  inputs=("size=32x32",), seed=seed, resume=resume, progress=False))
+def train_meso4(store, out, epochs, resume=False, seed=0):
+    return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8},
+                              inputs=("size=32x32",), seed=seed, resume=resume, progress=False))
 
-    straight = run("straight", 2)
-    run("resumed", 1)
-    resumed = run("resumed", 2, resume=True)
-    other_seed = run("other", 2, seed=1)
-    weights = {name: checkpoint.load(tmp_path / name / "last.pt")["weights"] for name in ("straight", "resumed", "other")}
+
+@pytest.fixture(scope="module")
+def trained_meso4(tiny_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "meso4"
+    train_meso4(tiny_store, out, 2)
+    return out
+
+
+def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_store, trained_meso4, tmp_path):
+    train_meso4(tiny_store, tmp_path / "resumed", 1)
+    resumed = train_meso4(tiny_store, tmp_path / "resumed", 2, resume=True)
+    other_seed = train_meso4(tiny_store, tmp_path / "other", 2, seed=1)
+    straight = checkpoint.load(trained_meso4 / "last.pt")
+    weights = {"straight": straight["weights"]} | {
+        name: checkpoint.load(tmp_path / name / "last.pt")["weights"] for name in ("resumed", "other")}
     assert all(torch.equal(weights["straight"][k], weights["resumed"][k]) for k in weights["straight"])
-    assert straight.history[1]["train_loss"] == resumed.history[1]["train_loss"]
+    assert straight["history"][1]["train_loss"] == resumed.history[1]["train_loss"]
     assert not all(torch.equal(weights["straight"][k], weights["other"][k]) for k in weights["straight"])
-    assert other_seed.history[0]["train_loss"] != straight.history[0]["train_loss"]
+    assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
+
+
+def test_mixed_precision_trains_on_the_cpu(tiny_store, tmp_path):
+    result = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path), recipe={"epochs": 1, "batch_size": 8},
+                                inputs=("size=32x32",), amp=True, progress=False))
+    assert math.isfinite(result.history[0]["train_loss"]) and math.isfinite(result.history[0]["val_loss"])
+
+
+def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_store, tmp_path):
+    import torchvision
+
+    published = torchvision.models.video.r3d_18(num_classes=400).state_dict()  # shaped like Kinetics weights
+    torch.save(published, tmp_path / "r3d_18.pth")
+    train(TrainRequest(str(tiny_store), "r3d18", str(tmp_path / "run"), recipe={"epochs": 1, "batch_size": 2},
+                       inputs=("size=32x32", "clip_length=4"), pretrained=str(tmp_path / "r3d_18.pth"), progress=False))
+    weights = checkpoint.load(tmp_path / "run" / "last.pt")["weights"]
+    assert torch.equal(weights["net.net.stem.0.weight"], published["stem.0.weight"]), "frozen layers keep the given weights"
+    assert torch.equal(weights["net.net.layer3.1.conv2.0.weight"], published["layer3.1.conv2.0.weight"])
+    assert not torch.equal(weights["net.net.layer4.1.conv2.0.weight"], published["layer4.1.conv2.0.weight"])
+    assert weights["net.net.fc.weight"].shape == (2, 512), "the 400-class head is not loaded into a 2-class one"
 
 
 def test_export_deepfakebench_layout(tiny_store, tmp_path):
@@ -177,14 +197,16 @@ def test_export_deepfakebench_layout(tiny_store, tmp_path):
         (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--input", "clip_length=40"], "windows of 40 frames"),
         (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--input", "colour=grey"], "input.colour"),
         (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--resume"], "--resume"),
+        (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}", "--resume", "--lr", "0.5"], "only --epochs"),
+        (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}"], "holds a run already"),
         (["evaluate", "--checkpoint", "{tmp}/nothing.pt", "--store", "{store}"], "nothing.pt"),
         (["predict", "--checkpoint", "{store}/manifest.csv", "a.mp4"], "manifest.csv"),
         (["export", "--store", "{store}", "--format", "deepfakebench", "--out", "{tmp}/frames"], "frames"),
     ],
 )
-def test_user_mistakes_print_one_line_and_exit_2(tiny_store, tmp_path, capsys, args, named):
+def test_user_mistakes_print_one_line_and_exit_2(tiny_store, trained_meso4, tmp_path, capsys, args, named):
     with pytest.raises(SystemExit) as exit_info:
-        main([a.replace("{store}", str(tiny_store)).replace("{tmp}", str(tmp_path)) for a in args])
+        main([a.replace("{store}", str(tiny_store)).replace("{tmp}", str(tmp_path)).replace("{run}", str(trained_meso4)) for a in args])
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], lines

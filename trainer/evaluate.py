@@ -88,23 +88,20 @@ class EvaluateRequest:
     out: str | None = None  # default: a folder named after the split beside the checkpoint
     device: str = "auto"
     workers: int = 0
-    batch_size: int | None = None
 
 
 def evaluate(request: EvaluateRequest) -> dict:
     """Score the split, choose thresholds on val, write metrics.json, roc.png and curves.png."""
     out = Path(request.out) if request.out else Path(request.checkpoint).parent / request.split
     state = checkpoint.load(request.checkpoint)
-    return evaluate_state(state, request.checkpoint, request.store, request.split, out, pick_device(request.device),
-                          request.workers, request.batch_size)
+    return evaluate_state(state, request.checkpoint, request.store, request.split, out, pick_device(request.device), request.workers)
 
 
-def evaluate_state(state: dict, name: str, store: str, split: str, out: Path, device: torch.device,
-                   workers: int = 0, batch_size: int | None = None) -> dict:
+def evaluate_state(state: dict, name: str, store: str, split: str, out: Path, device: torch.device, workers: int = 0) -> dict:
     """`evaluate` of a loaded checkpoint; `name` says where it came from."""
     detector = checkpoint.detector_from(state).to(device)
     variant, spec = detector.variant, detector.spec
-    batch_size = batch_size or state["recipe"]["batch_size"]
+    batch_size = state["recipe"]["batch_size"]
     val, _ = score(detector, open_split(store, spec, "val"), batch_size, device, workers)
     thresholds = choose_thresholds(val, variant.video_rule)
     scores = val if split == "val" else score(detector, open_split(store, spec, split), batch_size, device, workers)[0]

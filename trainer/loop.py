@@ -75,7 +75,7 @@ def train(request: TrainRequest) -> TrainResult:
     run = torch.compile(detector) if request.compile else detector
     state = resumed or {
         "model": variant.name, "spec": spec.to_dict(), "recipe": recipe.to_dict(), "seed": seed,
-        "store": request.store, "profile": _store_profile(request.store), "pretrained": request.pretrained,
+        "store": request.store, "profile": _store_profile(request.store, train_set.samples[0][0]), "pretrained": request.pretrained,
         "class_weights": class_weights.tolist(), "epoch": 0, "history": [], "best": None, "thresholds": None,
     }
     if resumed:
@@ -159,14 +159,15 @@ def _resume_state(request: TrainRequest, out: Path) -> dict | None:
 
 def _settings(request: TrainRequest, variant: Variant, resumed: dict | None) -> tuple[ClipSpec, Recipe, int]:
     """Input spec, recipe and seed: the variant's with the request's overrides, or the resumed
-    run's (where only the number of epochs may change)."""
-    if resumed:
-        recipe = Recipe.from_dict(resumed["recipe"])
-        if "epochs" in request.recipe:
-            recipe = dataclasses.replace(recipe, epochs=request.recipe["epochs"])
-        return ClipSpec.from_dict(resumed["spec"]), recipe, resumed["seed"]
+    run's, where only the number of epochs may change."""
     fields = dict(item.partition("=")[::2] for item in request.inputs)
-    spec = variant.spec.with_text_overrides("input", fields) if fields else variant.spec
+    if resumed:
+        spec, recipe = ClipSpec.from_dict(resumed["spec"]), Recipe.from_dict(resumed["recipe"])
+        given = {name: value for name, value in request.recipe.items() if name != "epochs"}
+        if any(getattr(recipe, name) != value for name, value in given.items()) or spec.with_text_overrides("input", fields) != spec:
+            raise ConfigError("--resume: the run was started with other settings; only --epochs may change")
+        return spec, dataclasses.replace(recipe, epochs=request.recipe.get("epochs", recipe.epochs)), resumed["seed"]
+    spec = variant.spec.with_text_overrides("input", fields)
     try:
         recipe = dataclasses.replace(variant.recipe, **request.recipe)
     except TypeError as exc:
@@ -195,13 +196,9 @@ def _set_rng(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _store_profile(store_url: str) -> dict:
-    """The profile the store was built with, so that `predict` prepares new videos alike."""
-    store = FeatureStore(store_url, mode="r")
-    for attrs in store.complete_attrs().values():
-        if attrs["status"] == "done":
-            return attrs["config"]
-    raise ConfigError(f"--store {store_url}: no done video")
+def _store_profile(store_url: str, key: str) -> dict:
+    """The profile a training video was made with, so that `predict` prepares new videos alike."""
+    return FeatureStore(store_url, mode="r").attrs(key)["config"]
 
 
 def _class_weights(train_set: StoreClipDataset, balanced: bool) -> torch.Tensor:

@@ -34,7 +34,7 @@ def training_curves_png(history: list[dict], title: str, path: Path) -> Path:
     loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
     loss_axis.legend()
     auc_axis.plot(epochs, [row["val_auc"] for row in history], marker=".", color="tab:green")
-    auc_axis.set(xlabel="epoch", ylabel="AUC", ylim=(0, 1.02), title="validation AUC")
+    auc_axis.set(xlabel="epoch", ylabel="AUC", ylim=(0, 1.02), title="validation AUC, per frame or clip")
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path)
