@@ -4,6 +4,7 @@ the profile of the store the detector was trained on, then scored by the detecto
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +50,16 @@ def predict(checkpoint_path: str, videos: list[str], device: str = "auto") -> li
             for path in paths
         }
         dataset = StoreClipDataset(store_url, detector.spec, splits=None)
-        excluded = dict(dataset.excluded)
-        scores = score(detector, dataset, state["recipe"]["batch_size"], torch_device)[0] if len(dataset) else None
-    videos_scored = per_video(scores, detector.variant.video_rule, thresholds.get("unit", 0.5)) if scores else None
-    by_video = dict(zip(videos_scored.video_ids, videos_scored.p)) if videos_scored else {}
-    results = []
-    for path in paths:
-        outcome = outcomes[path]
-        p_fake = by_video.get(path)
-        error = outcome.error or excluded.get(path, "")
-        units = int((scores.video_ids == path).sum()) if scores else 0
-        fake = bool(p_fake >= thresholds["video"]) if p_fake is not None and "video" in thresholds else None
-        results.append(Prediction(path, outcome.status, error, None if p_fake is None else float(p_fake), fake, units))
-    return results
+        p_fake, units = {}, Counter()
+        if len(dataset):
+            scores = score(detector, dataset, state["recipe"]["batch_size"], torch_device)[0]
+            videos_scored = per_video(scores, detector.variant.video_rule, thresholds.get("unit", 0.5))
+            p_fake, units = dict(zip(videos_scored.video_ids, videos_scored.p.tolist())), Counter(scores.video_ids.tolist())
+    excluded = dict(dataset.excluded)
+    return [
+        Prediction(
+            path, outcomes[path].status, outcomes[path].error or excluded.get(path, ""), p_fake.get(path),
+            None if path not in p_fake or "video" not in thresholds else p_fake[path] >= thresholds["video"], units[path],
+        )
+        for path in paths
+    ]

@@ -103,10 +103,6 @@ class StoreClipDataset(torch.utils.data.Dataset):
     def labels(self) -> np.ndarray:
         return np.array([sample[2] for sample in self.samples], np.int64)
 
-    @property
-    def video_ids(self) -> list[str]:
-        return [sample[3] for sample in self.samples]
-
     def __getitem__(self, index: int) -> dict:
         key, windows, label, video_id = self.samples[index]
         group = self._store().root[f"videos/{key}"]
