@@ -16,8 +16,8 @@ SPLITS = {"train": 2, "val": 2, "test": 2}  # identities a split; each has a rea
 
 
 def write_tiny_store(path: Path, profile: Profile, frames: int = 21, size: tuple[int, int] = (64, 64), clips: int = 1,
-                     splits: dict[str, int] = SPLITS, seed: int = 0) -> Path:
-    """One real and one fake video per identity, `clips` clips of `frames` frames each: a
+                     splits: dict[str, int] = SPLITS, fakes: int = 1, seed: int = 0) -> Path:
+    """One real and `fakes` fake videos per identity, `clips` clips of `frames` frames each: a
     random texture that drifts smoothly in reals and jumps at random in fakes, with flow,
     landmarks and the attributes `features` records."""
     rng = np.random.default_rng(seed)
@@ -25,8 +25,9 @@ def write_tiny_store(path: Path, profile: Profile, frames: int = 21, size: tuple
     identity = 0
     for split, count in splits.items():
         for _ in range(count):
-            for label in (0, 1):
-                record = VideoRecord(f"{('real', 'fake')[label]}/id{identity:02d}", f"/nowhere/{identity}.mp4", label, split, "tiny")
+            for copy, label in enumerate([0] + [1] * fakes):
+                video_id = f"{('real', 'fake')[label]}/id{identity:02d}" + (f"-{copy}" if copy > 1 else "")
+                record = VideoRecord(video_id, f"/nowhere/{video_id}.mp4", label, split, "tiny")
                 arrays = _video_arrays(rng, label, frames, clips, size)
                 attrs = record_attrs(WorkItem(record, video_key(record.video_id), (), "test"), profile, "done", "")
                 attrs["counts"] = {"frames": len(arrays["frames"]), "flows": len(arrays["flow"]), "face_found": len(arrays["frames"])}

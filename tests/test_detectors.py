@@ -5,7 +5,7 @@ import torch
 import videos
 from trainer.augment import ClipAugment
 from trainer.dataset import ClipSpec, StoreClipDataset
-from trainer.losses import soft_f1
+from trainer.losses import bce, soft_f1
 from trainer.metrics import SHARE_GRID, Scores, binary_metrics, choose_threshold, per_video
 from trainer.models.gml import MotionConsistency
 
@@ -80,3 +80,11 @@ def test_soft_f1_is_f1_on_hard_decisions():
     labels = torch.tensor([1, 1, 0, 0, 1])
     assert soft_f1(torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0]), labels).item() == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     assert soft_f1(labels.float(), labels).item() > 0.999
+
+
+def test_class_weights_scale_each_units_loss():
+    logits, labels = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([0, 1, 1])
+    per_unit = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
+    weights = torch.tensor([2.0, 0.5])
+    expected = (2.0 * per_unit[0] + 0.5 * per_unit[1] + 0.5 * per_unit[2]) / 3.0
+    assert bce({"logits": logits}, labels, weights).item() == pytest.approx(expected.item())

@@ -114,6 +114,12 @@ def test_predict_prints_a_probability_for_a_real_video(trained_ofcnn, tmp_path, 
     assert absent["status"] == "failed" and absent["p_fake"] is None and "no such file" in absent["error"].lower()
 
 
+def test_predict_names_a_video_it_cannot_score(trained_ofcnn, tmp_path, capsys):
+    main(["predict", "--checkpoint", str(trained_ofcnn.out / "best.pt"), str(tmp_path / "gone.mp4")])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("-") and "failed" in line and "gone.mp4" in line
+
+
 def train_meso4(store, out, epochs, resume=False, seed=0):
     return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8},
                               inputs=("size=32x32",), seed=seed, resume=resume, progress=False))
@@ -137,6 +143,17 @@ def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_
     assert straight["history"][1]["train_loss"] == resumed.history[1]["train_loss"]
     assert not all(torch.equal(weights["straight"][k], weights["other"][k]) for k in weights["straight"])
     assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
+
+
+def test_classes_weigh_alike_in_an_imbalanced_store(tmp_path):
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+
+    store = write_tiny_store(tmp_path / "s.zarr", get_profile("ofcnn", ["crop.size=32x32"]), frames=8, size=(32, 32),
+                             splits={"train": 1, "val": 1}, fakes=3)
+    train_meso4(store, tmp_path / "run", 1)
+    # 8 real and 24 fake frames: each class weighs n / (2 n_class).
+    assert checkpoint.load(tmp_path / "run" / "best.pt")["class_weights"] == pytest.approx([2.0, 2 / 3])
 
 
 def test_mixed_precision_trains_on_the_cpu(tiny_store, tmp_path):
