@@ -11,7 +11,7 @@ import click
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.sources import SOURCES
 from pipeline.sources.base import SourceOptions
-from stages.errors import ConfigError, StoreLocked
+from stages.errors import ConfigError, Diverged, StoreLocked
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         click.echo(f"dfprep: error: {exc}", err=True)
         sys.exit(2)
-    except StoreLocked as exc:
+    except (StoreLocked, Diverged) as exc:
         click.echo(f"dfprep: {exc}", err=True)
         sys.exit(1)
 

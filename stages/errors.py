@@ -41,3 +41,9 @@ class StoreError(DfprepError):
 
 class StoreLocked(DfprepError):
     reason = "locked"
+
+
+class Diverged(DfprepError):
+    """Training produced a loss that is not a number; the run stops with its last checkpoint."""
+
+    reason = "diverged"

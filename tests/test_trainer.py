@@ -156,6 +156,22 @@ def test_classes_weigh_alike_in_an_imbalanced_store(tmp_path):
     assert checkpoint.load(tmp_path / "run" / "best.pt")["class_weights"] == pytest.approx([2.0, 2 / 3])
 
 
+def test_a_loss_that_is_not_a_number_stops_the_run_with_a_message(tmp_path, capsys):
+    from feature_store import FeatureStore, video_key
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+
+    store = write_tiny_store(tmp_path / "s.zarr", get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=(32, 32),
+                             splits={"train": 1, "val": 1})
+    flow = np.full((15, 32, 32, 2), np.nan, np.float16)
+    FeatureStore(store).update_video(video_key("fake/id00"), {"flow": flow}, {})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--store", str(store), "--model", "ofcnn", "--out", str(tmp_path / "run"), "--input", "size=32x32"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "dfprep: the training loss became nan; a lower --lr may help"
+
+
 def test_mixed_precision_trains_on_the_cpu(tiny_store, tmp_path):
     result = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path), recipe={"epochs": 1, "batch_size": 8},
                                 inputs=("size=32x32",), amp=True, progress=False))

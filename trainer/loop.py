@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from feature_store import FeatureStore
-from stages.errors import ConfigError
+from stages.errors import ConfigError, Diverged
 from trainer import checkpoint
 from trainer.augment import ClipAugment
 from trainer.dataset import ClipSpec, StoreClipDataset, open_split
@@ -124,7 +124,7 @@ def _train_epoch(run, batches, loss, class_weights, optimizer, scaler, device, a
         with autocast(device, amp):
             value = loss(run(frames, flow), labels, class_weights)
         if not torch.isfinite(value):
-            raise FloatingPointError(f"training loss became {float(value)}; lower --lr")
+            raise Diverged(f"the training loss became {float(value.detach())}; a lower --lr may help")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(value).backward()
         scaler.step(optimizer)
