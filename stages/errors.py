@@ -44,6 +44,6 @@ class StoreLocked(DfprepError):
 
 
 class Diverged(DfprepError):
-    """Training produced a loss that is not a number; the run stops with its last checkpoint."""
+    """Training produced a loss that is not a number; the run stops, earlier checkpoints stay."""
 
     reason = "diverged"
