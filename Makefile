@@ -1,4 +1,4 @@
-# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train`, `make test`, `make bench`.
+# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train MODEL=... PROFILE=...`, `make test`, `make bench`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,12 +6,14 @@ DATASET ?= demo
 ROOT ?= data/$(DATASET)
 PROFILE ?= default
 STORE ?= stores/$(DATASET)-$(PROFILE).zarr
+MODEL ?= ofcnn
+RUN ?= runs/$(DATASET)-$(MODEL)
 ARGS ?=
 # Dataset options, passed on when set: COMP=c40 METHODS=Deepfakes,FaceSwap SPLITS=DIR FFPP_ROOT=DIR LABELS=FILE.csv SEED=1
 SOURCE_ARGS = $(strip $(if $(COMP),--comp $(COMP)) $(if $(METHODS),--methods $(METHODS)) $(if $(SPLITS),--splits $(SPLITS)) \
 	$(if $(FFPP_ROOT),--ffpp-root $(FFPP_ROOT)) $(if $(LABELS),--labels $(LABELS)) $(if $(SEED),--seed $(SEED)))
 
-.PHONY: install features status test bench clean
+.PHONY: install features status train test bench clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +30,12 @@ features: install
 
 status: install
 	$(BIN)/dfprep status --store $(STORE)
+
+# Train on the store (build it with the model's profile: `dfprep models` lists them), then
+# score the test split with the epoch chosen on val.
+train: install
+	$(BIN)/dfprep train --store $(STORE) --model $(MODEL) --out $(RUN) $(ARGS)
+	$(BIN)/dfprep evaluate --checkpoint $(RUN)/best.pt --store $(STORE) --split test
 
 test: install
 	$(BIN)/pytest -q

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -10,12 +11,13 @@ import click
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.sources import SOURCES
 from pipeline.sources.base import SourceOptions
-from stages.errors import ConfigError, StoreLocked
+from stages.errors import ConfigError, Diverged, StoreLocked
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
-    """Deepfake-detection preprocessing into a cached Zarr feature store."""
+    """Deepfake-detection preprocessing into a cached Zarr feature store, and the detectors
+    that train on it."""
 
 
 @cli.command()
@@ -95,6 +97,112 @@ def show(store, video_id, out):
     click.echo(write_contact_sheet(store, video_id, out))
 
 
+@cli.command()
+@click.option("--store", required=True, help="Feature store built with the model's profile.")
+@click.option("--model", required=True, help="Detector name (see `dfprep models`).")
+@click.option("--out", required=True, help="Run folder: checkpoints, curves.png, val/ metrics.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the paper's number of epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the paper's batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the paper's learning rate.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Override the paper's optimiser.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Override the paper's weight decay.")
+@click.option("--loss", help="Override the paper's loss: mse, bce, bce_softf1 (one-logit models), ce, gml.")
+@click.option("--no-class-weights", is_flag=True, help="Do not weight classes by their inverse frequency.")
+@click.option("--input", "inputs", multiple=True, metavar="FIELD=VALUE", help="Override the model's input spec, e.g. size=128x128.")
+@click.option("--seed", default=0, show_default=True, help="Seeds weights, shuffling, dropout and augmentation.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader worker processes.")
+@click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU).")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (for GPU runs).")
+@click.option("--pretrained", help="A local weight file or dfprep checkpoint to start from.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, loss, no_class_weights, inputs, seed,
+          device, workers, amp, compile_model, pretrained, resume):
+    """Train a detector on the train split, selecting the epoch on val."""
+    from trainer.loop import TrainRequest, train as run_training
+
+    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "loss": loss}
+    recipe = {field: value for field, value in recipe.items() if value is not None}
+    if no_class_weights:
+        recipe["class_weights"] = False
+    result = run_training(TrainRequest(
+        store=store, model=model, out=out, recipe=recipe, inputs=inputs, seed=seed, device=device, workers=workers,
+        amp=amp, compile=compile_model, pretrained=pretrained, resume=resume,
+    ))
+    click.echo(f"best epoch {result.best_epoch} of {len(result.history)}; checkpoint {result.out / 'best.pt'}")
+    click.echo(metrics_text(result.val_metrics))
+
+
+@cli.command()
+@click.option("--checkpoint", required=True, help="A checkpoint written by train (best.pt).")
+@click.option("--store", required=True, help="Feature store to score.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--out", help="Folder for metrics.json, roc.png, curves.png [default: beside the checkpoint, named after the split].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader worker processes.")
+def evaluate(checkpoint, store, split, out, device, workers):
+    """Metrics of a checkpoint on a split, thresholds chosen on val."""
+    from trainer.evaluate import EvaluateRequest, evaluate as run_evaluation
+
+    click.echo(metrics_text(run_evaluation(EvaluateRequest(checkpoint, store, split, out, device, workers))))
+
+
+@cli.command()
+@click.option("--checkpoint", required=True, help="A checkpoint written by train (best.pt).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a video.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.argument("videos", nargs=-1, required=True)
+def predict(checkpoint, as_json, device, videos):
+    """Fake probability of new video files, prepared as the training store was."""
+    from pipeline.predict import predict as run_prediction
+
+    for prediction in run_prediction(checkpoint, list(videos), device):
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(prediction), sort_keys=True))
+        elif prediction.p_fake is None:
+            click.echo(f"{'-':>6}  {prediction.status:<5}  {prediction.video}  ({prediction.error})")
+        else:
+            verdict = "" if prediction.fake is None else ("fake" if prediction.fake else "real")
+            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {prediction.video}")
+
+
+@cli.command()
+@click.option("--store", required=True, help="Feature store to export.")
+@click.option("--format", "export_format", required=True, type=click.Choice(["deepfakebench"]))
+@click.option("--out", required=True, help="Folder to write frames/, landmarks/ and the dataset JSON in.")
+@click.option("--name", help="Dataset name in the JSON and its labels [default: the store's dataset].")
+def export(store, export_format, out, name):
+    """Write the store's crops and landmarks for another framework to train on."""
+    from pipeline.export import export_deepfakebench
+
+    summary = export_deepfakebench(store, out, name)
+    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}")
+    click.echo("label_dict for DeepfakeBench's config: " + json.dumps(summary.label_dict))
+
+
+@cli.command()
+def models():
+    """The registered detectors, with the profile and recipe each trains with."""
+    from trainer.registry import VARIANTS
+
+    for variant in VARIANTS.values():
+        recipe = variant.recipe
+        click.echo(f"{variant.name:<16} profile {variant.profile:<14} {recipe.loss} {recipe.optimizer} lr {recipe.lr:g} "
+                   f"batch {recipe.batch_size} epochs {recipe.epochs}  {variant.paper}")
+
+
+def metrics_text(metrics: dict) -> str:
+    """The metrics of one split as a small table."""
+    columns = ("n", "accuracy", "auc", "f1", "precision", "recall", "threshold")
+    lines = [f"{metrics['model']} on {metrics['split']} (epoch {metrics['epoch']}, thresholds from val)",
+             f"{'':<7}" + "".join(f"{c:>10}" for c in columns)]
+    for level in ("frame", "clip", "video"):
+        if level in metrics:
+            values = metrics[level]
+            lines.append(f"{level:<7}" + "".join(f"{'-' if values[c] is None else format(values[c], 'g' if c == 'n' else '.4f'):>10}" for c in columns))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print one line and exit 2, never a traceback."""
     try:
@@ -108,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         click.echo(f"dfprep: error: {exc}", err=True)
         sys.exit(2)
-    except StoreLocked as exc:
+    except (StoreLocked, Diverged) as exc:
         click.echo(f"dfprep: {exc}", err=True)
         sys.exit(1)
 

@@ -53,6 +53,18 @@ class Profile:
             "flow": self.flow.to_dict() if self.flow else None,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Profile:
+        """The profile `to_dict` wrote (a stored video's `config`)."""
+        return cls(
+            name=data["name"],
+            sampling=SamplingConfig.from_dict(data["sampling"]),
+            crops=tuple(CropConfig.from_dict(crop) for crop in data["crops"]),
+            flow=FlowConfig.from_dict(data["flow"]) if data["flow"] else None,
+            decode=DecodeConfig.from_dict(data["decode"]),
+            faces=FacesConfig.from_dict(data["faces"]),
+        )
+
     def with_overrides(self, assignments: list[str]) -> Profile:
         """Apply `stage.field=value` assignments; `crop.*` sets the first crop, and `flow.*`
         on a profile without flow turns flow on."""

@@ -47,3 +47,9 @@ class StoreError(DfprepError):
 
 class StoreLocked(DfprepError):
     reason = "locked"
+
+
+class Diverged(DfprepError):
+    """Training produced a loss that is not a number; the run stops, earlier checkpoints stay."""
+
+    reason = "diverged"

@@ -82,3 +82,14 @@ def tiny_video(tmp_path_factory) -> Path:
     import videos
 
     return videos.write(tmp_path_factory.mktemp("tiny") / "tiny.mp4", videos.texture(32, 32)[None].repeat(6, 0).astype("uint8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A store written directly (tests/stores.py): 2 train and 2 val videos of one 16-frame
+    clip of 32x32 crops with flow, made as the `ofcnn` profile at 32 px would make them."""
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
+    return write_tiny_store(path, get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=(32, 32), splits={"train": 1, "val": 1})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -11,6 +12,7 @@ import torch
 
 from feature_store import FeatureStore, manifest
 from stages.config import StageConfig, check
+from stages.errors import ConfigError, StoreError
 from stages.flow import hsv_image
 
 FLOW_MODES = ("none", "raw", "hsv")
@@ -18,8 +20,9 @@ FLOW_MODES = ("none", "raw", "hsv")
 
 @dataclass(frozen=True)
 class ClipSpec(StageConfig):
-    """What one sample holds: `clip_length` stored frames `frame_step` apart, resized to `size`
-    (height, width; None keeps the stored size), with flow between them raw or HSV-coded."""
+    """What one sample holds: `groups` successive windows of `clip_length` stored frames
+    `frame_step` apart, resized to `size` (height, width; None keeps the stored size), with
+    flow between them raw or HSV-coded."""
 
     clip_length: int = 16
     frame_step: int = 1
@@ -28,6 +31,10 @@ class ClipSpec(StageConfig):
     frames_array: str = "frames"
     # Flow magnitude (crop pixels) shown at full brightness; None scales each field to its maximum.
     hsv_max: float | None = None
+    groups: int = 1
+    # One flow per frame: each frame's incoming flow, the first frame taking the first flow
+    # again (the two-stream papers' way to get 16 flows from 16 frames).
+    flow_per_frame: bool = False
 
     def __post_init__(self):
         check(self.clip_length >= 1, "clip_length", self.clip_length, "must be >= 1")
@@ -35,27 +42,36 @@ class ClipSpec(StageConfig):
         check(self.flow in FLOW_MODES, "flow", self.flow, f"allowed: {', '.join(FLOW_MODES)}")
         check(self.flow == "none" or self.frame_step == 1, "frame_step", self.frame_step,
               "must be 1 when flow is served (the store holds flow between neighbouring stored frames)")
+        check(self.flow == "none" or self.clip_length >= 2, "clip_length", self.clip_length, "must be >= 2 when flow is served")
+        check(self.groups >= 1, "groups", self.groups, "must be >= 1")
+        check(not self.flow_per_frame or self.flow != "none", "flow_per_frame", self.flow_per_frame, "needs flow raw or hsv")
 
 
 class StoreClipDataset(torch.utils.data.Dataset):
     """Every non-overlapping window of `spec.clip_length` frames inside each stored clip of the
-    `done` videos of the given splits. Items are dicts:
+    `done` videos of the given splits (all splits for None); with `spec.groups` > 1, each run
+    of that many successive windows of a video. Items are dicts:
 
     - `frames` uint8 (L, 3, H, W)
-    - `flow` float32 (L-1, 2, H, W) for raw, uint8 (L-1, 3, H, W) for hsv; absent for none
+    - `flow` float32 (L-1, 2, H, W) for raw, uint8 (L-1, 3, H, W) for hsv, L flows with
+      `flow_per_frame`; absent for none
     - `label` int64 (0 real, 1 fake), `video_id` str, `frame_index` int64 (L,) source frames
+    - with `groups` G > 1, `frames`, `flow` and `frame_index` have a leading axis of G
 
-    Videos with no window long enough are listed in `excluded` with the reason, never
-    dropped silently. Safe with DataLoader(num_workers>0): each process opens the store itself.
+    Videos with no sample are listed in `excluded` with the reason, never dropped silently.
+    `transform`, if given, maps each item to a new one (training augmentations). Safe with
+    DataLoader(num_workers>0): each process opens the store itself.
     """
 
-    def __init__(self, store_url: str, spec: ClipSpec, splits: tuple[str, ...] | None = ("train",)):
-        self.store_url, self.spec = str(store_url), spec
+    def __init__(self, store_url: str, spec: ClipSpec, splits: tuple[str, ...] | None = ("train",),
+                 transform: Callable[[dict], dict] | None = None):
+        self.store_url, self.spec, self.transform = str(store_url), spec, transform
         store = FeatureStore(self.store_url, mode="r")
         rows = manifest.read(store)
         if rows is None:
             rows = [manifest.row_from_attrs(key, attrs) for key, attrs in store.complete_attrs().items()]
-        self.samples: list[tuple[str, int, int, int, str]] = []  # key, first frame, first flow, label, id
+        # key, ((first frame, first flow) per window), label, video id
+        self.samples: list[tuple[str, tuple[tuple[int, int], ...], int, str]] = []
         self.excluded: list[tuple[str, str]] = []
         span = (spec.clip_length - 1) * spec.frame_step + 1
         for row in sorted(rows, key=lambda r: r["video_id"]):
@@ -72,11 +88,12 @@ class StoreClipDataset(torch.utils.data.Dataset):
                 for clip in np.unique(clip_index)
                 for start in np.flatnonzero(clip_index == clip)[: max(0, np.sum(clip_index == clip) - span + 1) : span]
             ]
-            if not windows:
+            if len(windows) < spec.groups:
                 longest = int(np.bincount(clip_index).max())
-                self.excluded.append((row["video_id"], f"longest clip has {longest} frames, a sample needs {span}"))
-            for start, flow_start in windows:
-                self.samples.append((row["key"], start, flow_start, int(row["label"]), row["video_id"]))
+                needs = f"{spec.groups} windows of {span} frames" if spec.groups > 1 else f"{span}"
+                self.excluded.append((row["video_id"], f"longest clip has {longest} frames, a sample needs {needs}"))
+            for first in range(0, len(windows) - spec.groups + 1, spec.groups):
+                self.samples.append((row["key"], tuple(windows[first : first + spec.groups]), int(row["label"]), row["video_id"]))
         self._opened: tuple[int, FeatureStore] | None = None
 
     def __len__(self) -> int:
@@ -84,28 +101,34 @@ class StoreClipDataset(torch.utils.data.Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return np.array([sample[3] for sample in self.samples], np.int64)
+        return np.array([sample[2] for sample in self.samples], np.int64)
 
     def __getitem__(self, index: int) -> dict:
-        key, start, flow_start, label, video_id = self.samples[index]
-        spec = self.spec
+        key, windows, label, video_id = self.samples[index]
         group = self._store().root[f"videos/{key}"]
+        parts = [self._window(group, start, flow_start) for start, flow_start in windows]
+        item = parts[0] if len(parts) == 1 else {name: torch.stack([part[name] for part in parts]) for name in parts[0]}
+        item.update(label=torch.tensor(label, dtype=torch.int64), video_id=video_id)
+        return self.transform(item) if self.transform else item
+
+    def _window(self, group, start: int, flow_start: int) -> dict[str, torch.Tensor]:
+        spec = self.spec
         stop = start + (spec.clip_length - 1) * spec.frame_step + 1
         frames = _resize_all(group[spec.frames_array][start:stop:spec.frame_step], spec.size)
-        item = {
+        window = {
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),
-            "label": torch.tensor(label, dtype=torch.int64),
-            "video_id": video_id,
             "frame_index": torch.from_numpy(group["frame_index"][start:stop:spec.frame_step].astype(np.int64)),
         }
         if spec.flow != "none":
             flow = group["flow"][flow_start : flow_start + spec.clip_length - 1].astype(np.float32)
+            if spec.flow_per_frame:
+                flow = np.concatenate([flow[:1], flow])
             if spec.flow == "hsv":
                 coded = np.stack([hsv_image(field, spec.hsv_max) for field in flow])
-                item["flow"] = torch.from_numpy(_resize_all(coded, spec.size)).permute(0, 3, 1, 2)
+                window["flow"] = torch.from_numpy(_resize_all(coded, spec.size)).permute(0, 3, 1, 2)
             else:
-                item["flow"] = torch.from_numpy(_resize_flow(flow, spec.size)).permute(0, 3, 1, 2)
-        return item
+                window["flow"] = torch.from_numpy(_resize_flow(flow, spec.size)).permute(0, 3, 1, 2)
+        return window
 
     def _store(self) -> FeatureStore:
         # Opened once per process: DataLoader workers must not share the parent's handles.
@@ -130,3 +153,15 @@ def _resize_flow(flow: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
         return np.ascontiguousarray(flow)
     scale = np.array([size[1] / flow.shape[2], size[0] / flow.shape[1]], np.float32)
     return np.stack([cv2.resize(field, (size[1], size[0]), interpolation=cv2.INTER_AREA) * scale for field in flow])
+
+
+def open_split(store_url: str, spec: ClipSpec, split: str, transform: Callable[[dict], dict] | None = None) -> StoreClipDataset:
+    """The split's samples; a user error when the store is missing or has none for this spec."""
+    try:
+        dataset = StoreClipDataset(store_url, spec, splits=(split,), transform=transform)
+    except StoreError as exc:
+        raise ConfigError(f"--store {store_url}: {exc}") from exc
+    if not len(dataset):
+        why = f"; {len(dataset.excluded)} videos excluded, e.g. {dataset.excluded[0][0]}: {dataset.excluded[0][1]}" if dataset.excluded else ""
+        raise ConfigError(f"--store {store_url}: no {split} samples of {spec.clip_length} frames ({spec.flow} flow){why}")
+    return dataset

@@ -1,0 +1,245 @@
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cli import main
+from conftest import FIXTURES, needs_fixtures, run_cli
+from trainer import checkpoint
+from trainer.dataset import open_split
+from trainer.detector import Detector
+from trainer.evaluate import loader, score, to_inputs
+from trainer.loop import TrainRequest, make_optimizer, train
+from trainer.losses import LOSSES
+from trainer.metrics import binary_metrics, per_video
+from trainer.registry import VARIANTS
+
+CPU = torch.device("cpu")
+# The test machine's cores are shared: OpenMP threads spinning for a core that another process
+# holds make small tensors tens of times slower, while one thread stays steady.
+torch.set_num_threads(1)
+# The smallest inputs each family runs at: 3D ResNets halve time three times; Xception needs
+# 2x2 features for batch norm of two samples.
+SMALL_INPUTS = {
+    "flowlstm": {"size": "32x32", "clip_length": "4"},
+    "gml": {"size": "64x64", "clip_length": "4"},
+    "xception": {"size": "64x64"},
+    **{name: {"size": "32x32", "clip_length": "4"} for name in ("r3d18", "r3d50", "r3d101")},
+}
+
+
+def small_spec(name: str):
+    variant = VARIANTS[name]
+    fields = SMALL_INPUTS.get(name, {"size": "32x32"} if variant.spec.size else {})
+    return variant.spec.with_text_overrides("input", fields)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_registered_model_takes_a_training_step_and_evaluates(tiny_store, name):
+    variant, spec = VARIANTS[name], small_spec(name)
+    torch.manual_seed(0)
+    detector = Detector(variant, spec)
+    batch = next(iter(loader(open_split(str(tiny_store), spec, "train"), 2, 0, torch.Generator().manual_seed(0))))
+    units = 2 * (spec.clip_length if variant.level == "frame" else 1)
+    loss = LOSSES[variant.recipe.loss][0]
+
+    detector.train()
+    output = detector(*to_inputs(batch, CPU))
+    assert output["logits"].shape == ((units,) if variant.head == "sigmoid" else (units, 2))
+    value = loss(output, batch["label"].repeat_interleave(units // 2), torch.ones(2))
+    assert value.ndim == 0 and torch.isfinite(value)
+    before = [p.detach().clone() for p in detector.parameters()]
+    optimizer = make_optimizer(variant.recipe, list(detector.parameters()))
+    value.backward()
+    optimizer.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, detector.parameters())), "the step changed no weight"
+
+    val, val_loss = score(detector, open_split(str(tiny_store), spec, "val"), 2, CPU, loss=loss, class_weights=torch.ones(2))
+    assert math.isfinite(val_loss)
+    assert val.p.shape == val.labels.shape and ((val.p >= 0) & (val.p <= 1)).all()
+    videos = per_video(val, variant.video_rule, 0.5)
+    metrics = binary_metrics(videos.p, videos.labels, 0.5)
+    assert metrics["n"] == 2 and metrics["n_real"] == 1 and 0 <= metrics["auc"] <= 1
+
+
+@pytest.fixture(scope="module")
+def trained_ofcnn(tiny_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "ofcnn"
+    result = train(TrainRequest(str(tiny_store), "ofcnn", str(out), recipe={"epochs": 2, "batch_size": 2},
+                                inputs=("size=32x32",), progress=False))
+    return result
+
+
+def test_train_keeps_best_and_last_checkpoints_and_val_figures(trained_ofcnn):
+    out = trained_ofcnn.out
+    assert [row["epoch"] for row in trained_ofcnn.history] == [1, 2]
+    best, last = checkpoint.load(out / "best.pt"), checkpoint.load(out / "last.pt")
+    assert "optimizer" in last and "optimizer" not in best
+    assert best["epoch"] == trained_ofcnn.best_epoch == best["best"]["epoch"]
+    assert set(best["thresholds"]) == {"unit", "video"}
+    assert best["profile"]["name"] == "ofcnn" and best["profile"]["crops"][0]["size"] == [32, 32]
+    for name in ("curves.png", "val/metrics.json", "val/roc.png", "val/curves.png"):
+        assert (out / name).is_file(), name
+
+
+def test_evaluate_writes_metrics_roc_and_curves(trained_ofcnn, tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    result = run_cli("evaluate", "--checkpoint", str(trained_ofcnn.out / "best.pt"), "--store", str(tiny_store),
+                     "--split", "val", "--out", str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["thresholds_from"] == "val"
+    for level in ("clip", "video"):
+        assert set(metrics[level]) >= {"accuracy", "auc", "f1", "precision", "recall", "threshold"}
+    assert metrics["video"]["n"] == 2 and metrics["clip"]["n"] == 2
+    for figure in ("roc.png", "curves.png"):
+        image = cv2.imread(str(tmp_path / figure))
+        assert image is not None and image.shape[0] >= 300, figure
+    assert "video" in result.stdout and "auc" in result.stdout
+
+
+@needs_fixtures
+def test_predict_prints_a_probability_for_a_real_video(trained_ofcnn, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    missing = str(tmp_path / "missing.mp4")
+    result = run_cli("predict", "--checkpoint", str(trained_ofcnn.out / "best.pt"), "--json",
+                     str(FIXTURES / "Megamind.avi"), missing, timeout=300)
+    assert result.returncode == 0, result.stderr
+    megamind, absent = [json.loads(line) for line in result.stdout.splitlines()]
+    assert megamind["status"] == "done" and 0 <= megamind["p_fake"] <= 1 and megamind["units"] >= 1
+    assert isinstance(megamind["fake"], bool)
+    assert absent["status"] == "failed" and absent["p_fake"] is None and "no such file" in absent["error"].lower()
+
+
+def test_predict_names_a_video_it_cannot_score(trained_ofcnn, tmp_path, capsys):
+    main(["predict", "--checkpoint", str(trained_ofcnn.out / "best.pt"), str(tmp_path / "gone.mp4")])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("-") and "failed" in line and "gone.mp4" in line
+
+
+def train_meso4(store, out, epochs, resume=False, seed=0):
+    return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8},
+                              inputs=("size=32x32",), seed=seed, resume=resume, progress=False))
+
+
+@pytest.fixture(scope="module")
+def trained_meso4(tiny_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "meso4"
+    train_meso4(tiny_store, out, 2)
+    return out
+
+
+def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_store, trained_meso4, tmp_path):
+    train_meso4(tiny_store, tmp_path / "resumed", 1)
+    resumed = train_meso4(tiny_store, tmp_path / "resumed", 2, resume=True)
+    other_seed = train_meso4(tiny_store, tmp_path / "other", 2, seed=1)
+    straight = checkpoint.load(trained_meso4 / "last.pt")
+    weights = {"straight": straight["weights"]} | {
+        name: checkpoint.load(tmp_path / name / "last.pt")["weights"] for name in ("resumed", "other")}
+    assert all(torch.equal(weights["straight"][k], weights["resumed"][k]) for k in weights["straight"])
+    assert straight["history"][1]["train_loss"] == resumed.history[1]["train_loss"]
+    assert not all(torch.equal(weights["straight"][k], weights["other"][k]) for k in weights["straight"])
+    assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
+
+
+def test_classes_weigh_alike_in_an_imbalanced_store(tmp_path):
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+
+    store = write_tiny_store(tmp_path / "s.zarr", get_profile("ofcnn", ["crop.size=32x32"]), frames=8, size=(32, 32),
+                             splits={"train": 1, "val": 1}, fakes=3)
+    train_meso4(store, tmp_path / "run", 1)
+    # 8 real and 24 fake frames: each class weighs n / (2 n_class).
+    assert checkpoint.load(tmp_path / "run" / "best.pt")["class_weights"] == pytest.approx([2.0, 2 / 3])
+
+
+def test_a_loss_that_is_not_a_number_stops_the_run_with_a_message(tmp_path, capsys):
+    from feature_store import FeatureStore, video_key
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+
+    store = write_tiny_store(tmp_path / "s.zarr", get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=(32, 32),
+                             splits={"train": 1, "val": 1})
+    flow = np.full((15, 32, 32, 2), np.nan, np.float16)
+    FeatureStore(store).update_video(video_key("fake/id00"), {"flow": flow}, {})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--store", str(store), "--model", "ofcnn", "--out", str(tmp_path / "run"), "--input", "size=32x32"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "dfprep: the training loss became nan; a lower --lr may help"
+
+
+def test_mixed_precision_trains_on_the_cpu(tiny_store, tmp_path):
+    result = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path), recipe={"epochs": 1, "batch_size": 8},
+                                inputs=("size=32x32",), amp=True, progress=False))
+    assert math.isfinite(result.history[0]["train_loss"]) and math.isfinite(result.history[0]["val_loss"])
+
+
+def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_store, tmp_path):
+    import torchvision
+
+    published = torchvision.models.video.r3d_18(num_classes=400).state_dict()  # shaped like Kinetics weights
+    torch.save(published, tmp_path / "r3d_18.pth")
+    train(TrainRequest(str(tiny_store), "r3d18", str(tmp_path / "run"), recipe={"epochs": 1, "batch_size": 2},
+                       inputs=("size=32x32", "clip_length=4"), pretrained=str(tmp_path / "r3d_18.pth"), progress=False))
+    weights = checkpoint.load(tmp_path / "run" / "last.pt")["weights"]
+    assert torch.equal(weights["net.net.stem.0.weight"], published["stem.0.weight"]), "frozen layers keep the given weights"
+    assert torch.equal(weights["net.net.layer3.1.conv2.0.weight"], published["layer3.1.conv2.0.weight"])
+    assert not torch.equal(weights["net.net.layer4.1.conv2.0.weight"], published["layer4.1.conv2.0.weight"])
+    assert weights["net.net.fc.weight"].shape == (2, 512), "the 400-class head is not loaded into a 2-class one"
+
+
+def test_export_deepfakebench_layout(tiny_store, tmp_path):
+    from feature_store import FeatureStore, video_key
+
+    out = tmp_path / "dfb"
+    main(["export", "--store", str(tiny_store), "--format", "deepfakebench", "--out", str(out)])
+    index = json.loads((out / "tiny.json").read_text())
+    assert set(index) == {"tiny"} and set(index["tiny"]) == {"tiny_real", "tiny_fake"}
+    store = FeatureStore(tiny_store, mode="r")
+    videos = 0
+    for label, splits in index["tiny"].items():
+        assert set(splits) == {"train", "val", "test"}
+        for split, entries in splits.items():
+            for video, entry in entries.items():
+                videos += 1
+                assert entry["label"] == label
+                group = store.video(video)
+                assert group.attrs["split"] == split and group.attrs["label"] == (label == "tiny_fake")
+                frame_index = group["frame_index"][...]
+                assert [int(p.rsplit("/", 1)[1][:-4]) for p in entry["frames"]] == frame_index.tolist()
+                for t, path in enumerate(entry["frames"]):
+                    assert path.startswith(str(out / "frames" / video))
+                    png = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+                    assert np.array_equal(png, group["frames"][t])
+                    # DeepfakeBench's loader finds landmarks by this replacement.
+                    landmarks = np.load(path.replace("frames", "landmarks").replace(".png", ".npy"))
+                    assert landmarks.shape == (68, 2) and np.array_equal(landmarks, group["landmarks"][t])
+    assert videos == 4 and video_key("real/id00") in index["tiny"]["tiny_real"]["train"]
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["train", "--store", "{store}", "--model", "ofcnn9", "--out", "{tmp}/r"], "ofcnn9"),
+        (["train", "--store", "{tmp}/none.zarr", "--model", "ofcnn", "--out", "{tmp}/r"], "none.zarr"),
+        (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--loss", "ce"], "--loss ce"),
+        (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--input", "clip_length=40"], "windows of 40 frames"),
+        (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--input", "colour=grey"], "input.colour"),
+        (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--resume"], "--resume"),
+        (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}", "--resume", "--lr", "0.5"], "only --epochs"),
+        (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}"], "holds a run already"),
+        (["evaluate", "--checkpoint", "{tmp}/nothing.pt", "--store", "{store}"], "nothing.pt"),
+        (["predict", "--checkpoint", "{store}/manifest.csv", "a.mp4"], "manifest.csv"),
+        (["export", "--store", "{store}", "--format", "deepfakebench", "--out", "{tmp}/frames"], "frames"),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_2(tiny_store, trained_meso4, tmp_path, capsys, args, named):
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.replace("{store}", str(tiny_store)).replace("{tmp}", str(tmp_path)).replace("{run}", str(trained_meso4)) for a in args])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], lines
