@@ -32,6 +32,8 @@ def main() -> None:
     videos = ensure_corpus(args.out / "corpus", MEGAMIND)
     dataset = _folder_tree(args.out / "dataset", videos)
     corpus = {f"real/{path.stem}": path for path in videos}
+    one_video = _folder_tree(args.out / "one_video", videos[-2:-1])
+    startups = []
     results: dict[str, list[dict]] = {name: [] for name in RUNS}
     for rep in range(args.reps):
         for name in RUNS:
@@ -44,6 +46,9 @@ def main() -> None:
                 profile = name.removeprefix("dfprep_")
                 results[name].append(measure.run_dfprep(dataset, out / "store.zarr", profile, args.workers))
             print(f"rep {rep + 1}/{args.reps} {name}: {results[name][-1]['wall_s']:.1f} s", flush=True)
+        startup_store = args.out / "runs" / "startup.zarr"
+        shutil.rmtree(startup_store, ignore_errors=True)
+        startups.append(measure.startup_seconds(one_video, startup_store, args.workers))
     default_store = args.out / "runs" / "dfprep_default" / "store.zarr"
     bare = measure.bare_stage_costs(default_store, corpus)
     loader = measure.loader_throughput(default_store, args.out / "runs" / "baseline")
@@ -58,6 +63,7 @@ def main() -> None:
         "runs": {name: _median_run(runs) for name, runs in results.items()},
         "all_walls": {name: [r["wall_s"] for r in runs] for name, runs in results.items()},
         "bare_s": bare,
+        "startup_s": statistics.median(startups),
         "loader": loader,
         "png_bytes": sum(p.stat().st_size for p in (args.out / "runs" / "baseline").rglob("*.png")),
         "png_count": len(list((args.out / "runs" / "baseline").rglob("*.png"))),

@@ -74,11 +74,16 @@ def _section(s: dict, chart: Path) -> str:
         f"{rates[k]['crops_per_s']:.1f} | {rates[k]['flows_per_s']:.1f} | {rates[k]['rss']:.0f} | {rates[k]['bytes'] / 1e6:.1f} |"
         for label, k in rows
     )
+    startup = s["startup_s"]
+    base_work = runs["baseline"]["work_s"]
     checks = [
-        ("`deepfakebench` vs baseline, videos per minute", f"{base['wall'] / dfb['wall']:.1f}x", ">= 8x"),
+        ("`deepfakebench` vs baseline, videos per minute, whole commands", f"{base['wall'] / dfb['wall']:.1f}x", ">= 8x"),
+        ("the same, steady state (start-up excluded on both sides)", f"{base_work / (dfb['wall'] - startup):.1f}x", ""),
         ("faces found in the same sampled frames, dfprep / baseline", f"{found_dfb} / {found_base} of {sampled}", "within 2%"),
-        ("`default` vs baseline, videos per minute", f"{base['wall'] / default['wall']:.1f}x", ">= 2.5x"),
+        ("`default` vs baseline, videos per minute, whole commands", f"{base['wall'] / default['wall']:.1f}x", ">= 2.5x"),
+        ("the same, steady state", f"{base_work / (default['wall'] - startup):.1f}x", ""),
         ("`default` wall / (bare stage costs / workers)", f"{default['wall'] / ideal_wall:.2f}", "<= 1.3"),
+        ("the same, start-up excluded", f"{(default['wall'] - startup) / ideal_wall:.2f}", ""),
         ("peak RSS of a dfprep worker on the 720p clips", f"{rss_720:.0f} MB", "< 1024 MB"),
         ("loader, 256x256 crops/s with 2 loader workers: store / PNG", f"{loader['store']:.0f} / {loader['png']:.0f} ({loader['store'] / loader['png']:.1f}x)", ">= 3000, >= 4x"),
         ("bytes per stored crop: store / PNG", f"{store_bytes / store_crops / 1e3:.1f} kB / {s['png_bytes'] / s['png_count'] / 1e3:.1f} kB", "store <= PNG"),
@@ -102,8 +107,11 @@ defaults, keyframe interval 250) made from a real face photo, and OpenCV's Megam
 the common practice, written in `bench/baseline.py` from its description: every frame read with
 `cv2.VideoCapture`, dlib HOG with upsample 1 on full frames, alignment, detection and landmarks again on the
 crop, one PNG and one `.npy` a frame, models loaded per video, a thread pool of one thread per core. Each
-line is the median of {s['reps']} runs (all walls, s: {walls}); dfprep's wall time is the whole
-`dfprep features` command, cluster start included.
+line is the median of {s['reps']} runs (all walls, s: {walls}); wall time is the whole command on both
+sides. dfprep's start-up (interpreter, imports, cluster, planning, manifest; measured as a one-video run
+minus that video's work) is {startup:.1f} s, which a 7-video corpus feels and a real dataset does not; the
+steady-state lines take it out, and take the baseline's imports out ({base_work:.1f} s of work in its
+median run).
 
 | run | wall s | videos/min | source frames/s | crops/s | flow fields/s | peak RSS per worker MB | bytes on disk MB |
 | --- | --- | --- | --- | --- | --- | --- | --- |

@@ -26,7 +26,7 @@ VIDEOS = "videos"
 LOCK, LOCK_HOLDER = ".dfprep.lock", ".dfprep.lock.holder"
 # Arrays with a frame axis are chunked along it; the rest are one chunk.
 FRAME_AXIS_ARRAYS = ("frames", "flow")
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 # Images (T, H, W, 3) uint8: the row-delta filter brings them to PNG's size at 5x its read speed.
 _IMAGE_FILTERS, _IMAGE_COMPRESSOR = [RowDelta(axis=1)], ZstdCodec(level=1)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import dlib
 import numpy as np
-from skimage.transform import SimilarityTransform
 
 from stages.config import StageConfig, check
 from stages.errors import NoFace
@@ -356,6 +355,10 @@ def _five_points(landmarks_68: np.ndarray) -> np.ndarray:
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    # Imported here: skimage.transform pulls in scipy.spatial, a third of a second at every
+    # worker's start, and only `align` crops need it.
+    from skimage.transform import SimilarityTransform
+
     return SimilarityTransform.from_estimate(source, target).params[:2]
 
 
