@@ -10,6 +10,7 @@ import argparse
 import datetime
 import os
 import shutil
+import subprocess
 import statistics
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def main() -> None:
     loader = measure.loader_throughput(default_store, args.out / "runs" / "baseline")
     summary = {
         "started": started.isoformat(timespec="seconds"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip(),
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "workers": args.workers,

@@ -96,7 +96,7 @@ def _section(s: dict, chart: Path) -> str:
     return f"""{START}
 ## `make bench`: dfprep against the reference baseline
 
-Command: `make bench` (`python -m bench --reps {s['reps']} --workers {s['workers']}`). Run {s['started']} on
+Command: `make bench` (`python -m bench --reps {s['reps']} --workers {s['workers']}`), at commit {s['commit']}. Run {s['started']} on
 {platform.node()}: {_cpu()}, {s['workers']} cores used by each side; load average before
 {s['load_before'][0]:.2f}, after {s['load_after'][0]:.2f}. Python {platform.python_version()}, dlib
 {version('dlib-bin')}, OpenCV {version('opencv-python-headless')}, PyAV {version('av')}, zarr {version('zarr')},

@@ -355,11 +355,20 @@ def _five_points(landmarks_68: np.ndarray) -> np.ndarray:
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    # Imported here: skimage.transform pulls in scipy.spatial, a third of a second at every
-    # worker's start, and only `align` crops need it.
-    from skimage.transform import SimilarityTransform
-
-    return SimilarityTransform.from_estimate(source, target).params[:2]
+    """The least-squares similarity (rotation, uniform scale, shift) taking source points to
+    target points (Umeyama, 1991), as a 2x3 matrix. Written out rather than taken from
+    scikit-image, whose import costs each worker half a second for these ten lines."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rotation = u @ np.diag(sign) @ vt
+    scale = (singular * sign).sum() / source_centred.var(axis=0).sum()
+    shift = target_mean - scale * rotation @ source_mean
+    return np.concatenate([scale * rotation, shift[:, None]], axis=1)
 
 
 def _warp(frame: np.ndarray, affine: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

@@ -108,3 +108,16 @@ def test_searching_around_a_known_face_finds_the_same_face(smooth_face):
     assert 0.8 < np.sqrt(np.prod(near[0][2:] - near[0][:2])) / side < 1.25
     empty_corner = np.array([0, 0, 90, 90], np.float32)
     assert len(faces.detect(frame, CONFIG, empty_corner)[0]) == 0
+
+
+def test_similarity_fit_matches_scikit_image():
+    from skimage.transform import SimilarityTransform
+
+    rng = np.random.default_rng(4)
+    source = rng.uniform(0, 200, (5, 2))
+    target = rng.uniform(0, 100, (5, 2))
+    expected = SimilarityTransform.from_estimate(source, target).params[:2]
+    np.testing.assert_allclose(faces._similarity(source, target), expected, atol=1e-9)
+    angle, scale, shift = 0.3, 1.7, np.array([5.0, -2.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    np.testing.assert_allclose(faces._similarity(source, source @ rotation.T + shift), np.c_[rotation, shift], atol=1e-9)
