@@ -40,5 +40,9 @@ train: install
 test: install
 	$(BIN)/pytest -q
 
+# Several minutes: the corpus is made once into bench/out/, then each side runs three times.
+bench: install
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf data/demo stores

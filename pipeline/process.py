@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import functools
 import os
+import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -85,7 +86,9 @@ def process_video(item: WorkItem, store_url: str, profile: Profile, timeout_s: f
     with trace.step("write"):
         nbytes = write(item.key, arrays, attrs, chunk_frames=_chunk_frames(profile))
     timings = {**(stored.get("timings_s", {}) if keep_others else {}), **trace.timings_s}
-    store.update_attrs(item.key, {"timings_s": timings, "bytes_stored": nbytes})
+    # The worker's peak memory so far: what a benchmark or a cluster operator sizes workers by.
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    store.update_attrs(item.key, {"timings_s": timings, "bytes_stored": nbytes, "worker_peak_rss_mb": peak_rss_mb})
     return _outcome(item.key, attrs, trace.stages)
 
 

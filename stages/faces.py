@@ -10,12 +10,15 @@ from pathlib import Path
 import cv2
 import dlib
 import numpy as np
-from skimage.transform import SimilarityTransform
 
 from stages.config import StageConfig, check
 from stages.errors import NoFace
 
 VERSION = 1
+# Searching around a known face: the region spans this many face widths, shrunk so the face
+# is this many pixels wide, comfortably above HOG's 80 px window.
+_REGION_SPAN = 2.5
+_REGION_FACE_PX = 100
 CROP_MODES = ("box", "fixed", "align", "frame")
 
 # Eye centres, nose tip and mouth corners on the 112x112 ArcFace template that
@@ -104,25 +107,38 @@ def _landmark_predictor():
     return dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
 
 
-def detect(frame_hw3: np.ndarray, config: FacesConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Faces in one RGB frame: boxes float32 (N, 4) xyxy in frame pixels, scores float32 (N,)."""
-    scale = min(1.0, config.detect_width / frame_hw3.shape[1])
-    small = frame_hw3 if scale == 1.0 else cv2.resize(frame_hw3, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+def detect(frame_hw3: np.ndarray, config: FacesConfig, region_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Faces in one RGB frame, or in a region of it: boxes float32 (N, 4) xyxy in frame pixels,
+    scores float32 (N,). The whole frame is searched `detect_width` wide; a region is searched
+    at the scale that makes a face of its expected size (a 2.5th of the region) 100 px wide."""
+    x0, y0 = 0, 0
+    image = frame_hw3
+    if region_xyxy is None:
+        scale = min(1.0, config.detect_width / frame_hw3.shape[1])
+    else:
+        height, width = frame_hw3.shape[:2]
+        x0, y0 = (max(0, int(v)) for v in region_xyxy[:2])
+        x1, y1 = min(width, int(np.ceil(region_xyxy[2]))), min(height, int(np.ceil(region_xyxy[3])))
+        image = frame_hw3[y0:y1, x0:x1]
+        scale = min(1.0, _REGION_FACE_PX * _REGION_SPAN / max(region_xyxy[2] - region_xyxy[0], 1.0))
+        if min(image.shape[:2]) * scale < _REGION_FACE_PX:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     if config.detector == "hog":
         rects, scores, _ = _hog_detector().run(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), config.upsample)
     else:
         found = _cnn_detector()(small, config.upsample)
         rects, scores = [d.rect for d in found], [d.confidence for d in found]
     boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32).reshape(-1, 4)
-    return boxes / scale, np.asarray(scores, np.float32)
+    return boxes / scale + np.array([x0, y0, x0, y0], np.float32), np.asarray(scores, np.float32)
 
 
 def track(frames_thw3: np.ndarray, frame_index: np.ndarray, clip_index: np.ndarray, config: FacesConfig) -> FaceTrack:
     """Detect every `detect_interval` frames, link detections into tracks, keep the main one
     (largest and most persistent), fill and smooth it over every frame. Raises NoFace when no
     frame has a face."""
-    at = _detection_positions(frame_index, clip_index, config.detect_interval)
-    detections = {t: detect(frames_thw3[t], config) for t in at}
+    at = detection_positions(frame_index, clip_index, config.detect_interval)
+    detections = _detect_along(frames_thw3, at, clip_index, config)
     if not any(len(boxes) for boxes, _ in detections.values()) and config.upsample == 0:
         # Small faces: one more pass at double resolution before calling the video faceless.
         retry = FacesConfig(**{**config.to_dict(), "upsample": 1})
@@ -173,7 +189,41 @@ def landmarks_in_crop(landmarks_xy: np.ndarray, affine_t23: np.ndarray) -> np.nd
     return np.einsum("tij,tkj->tki", affine_t23[:, :, :2], landmarks_xy) + affine_t23[:, None, :, 2]
 
 
-def _detection_positions(frame_index: np.ndarray, clip_index: np.ndarray, interval: int) -> list[int]:
+def _detect_along(frames_thw3: np.ndarray, positions: list[int], clip_index: np.ndarray, config: FacesConfig) -> dict:
+    """Detections at each position. The first frame of a clip is searched whole; later ones
+    only around the faces of the previous search, which is a fraction of the pixels, and
+    whole again when those regions come up empty."""
+    detections: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    previous = None
+    for t in positions:
+        known = detections[previous][0] if previous is not None and clip_index[previous] == clip_index[t] else ()
+        found = [detect(frames_thw3[t], config, _search_region(box)) for box in known]
+        boxes = np.concatenate([b for b, _ in found]) if found else np.zeros((0, 4), np.float32)
+        scores = np.concatenate([s for _, s in found]) if found else np.zeros(0, np.float32)
+        if len(boxes):
+            detections[t] = _deduplicate(boxes, scores)
+        else:
+            detections[t] = detect(frames_thw3[t], config)
+        previous = t
+    return detections
+
+
+def _search_region(box: np.ndarray) -> np.ndarray:
+    centre, side = (box[:2] + box[2:]) / 2, np.sqrt(np.prod(box[2:] - box[:2])) * _REGION_SPAN
+    return np.concatenate([centre - side / 2, centre + side / 2])
+
+
+def _deduplicate(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping searches can find one face twice; keep the better-scored of each pair."""
+    keep: list[int] = []
+    for i in np.argsort(-scores):
+        if all(_box_distance(boxes[i], boxes[j]) > 0.5 for j in keep):
+            keep.append(int(i))
+    return boxes[keep], scores[keep]
+
+
+def detection_positions(frame_index: np.ndarray, clip_index: np.ndarray, interval: int) -> list[int]:
+    """Rows searched for faces: each clip's first and last, and one every `interval` source frames."""
     positions = []
     for clip in np.unique(clip_index):
         members = np.flatnonzero(clip_index == clip)
@@ -193,7 +243,8 @@ def _link(detections: dict[int, tuple[np.ndarray, np.ndarray]], clip_index: np.n
     First segments: a detection continues a segment seen at the previous searched frame of the
     same clip when it is within 0.5 of the segment's last box (see `_box_distance`). Then
     segments chain into tracks across misses, cuts and clip boundaries, where more time has
-    passed, when the next one starts within 1.5 of where the last one ended."""
+    passed, when the next one starts within 2.5 of where the last one ended (a cut to a
+    new framing of the same subject moves the face about one to two faces)."""
     segments: list[dict[int, np.ndarray]] = []
     previous: int | None = None
     for t in sorted(detections):
@@ -209,7 +260,7 @@ def _link(detections: dict[int, tuple[np.ndarray, np.ndarray]], clip_index: np.n
     tracks: list[dict[int, np.ndarray]] = []
     for segment in sorted(segments, key=min):
         earlier = [track for track in tracks if max(track) < min(segment)]
-        best = _nearest(earlier, segment[min(segment)], reach=1.5)
+        best = _nearest(earlier, segment[min(segment)], reach=2.5)
         if best is None:
             tracks.append(dict(segment))
         else:
@@ -304,7 +355,20 @@ def _five_points(landmarks_68: np.ndarray) -> np.ndarray:
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return SimilarityTransform.from_estimate(source, target).params[:2]
+    """The least-squares similarity (rotation, uniform scale, shift) taking source points to
+    target points (Umeyama, 1991), as a 2x3 matrix. Written out rather than taken from
+    scikit-image, whose import costs each worker half a second for these ten lines."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rotation = u @ np.diag(sign) @ vt
+    scale = (singular * sign).sum() / source_centred.var(axis=0).sum()
+    shift = target_mean - scale * rotation @ source_mean
+    return np.concatenate([scale * rotation, shift[:, None]], axis=1)
 
 
 def _warp(frame: np.ndarray, affine: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

@@ -119,3 +119,17 @@ def test_bad_parameters_name_the_field_and_what_is_allowed():
         DecodeConfig(seek="sometimes")
     with pytest.raises(ConfigError, match="sampling.clip_length"):
         SamplingConfig(clip_length=0)
+
+
+def test_fast_colour_conversion_matches_ffmpeg_within_rounding(tmp_path):
+    import av
+
+    from stages.decode import _to_rgb
+
+    frames = (videos.texture(96, 128, seed=1)).astype(np.uint8)[None].repeat(3, axis=0)
+    path = videos.write(tmp_path / "colour.mp4", frames)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.format.name == "yuv420p"
+        difference = np.abs(_to_rgb(frame, 1.0, 0).astype(int) - frame.to_ndarray(format="rgb24").astype(int))
+    assert difference.max() <= 3 and difference.mean() < 1.5

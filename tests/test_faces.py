@@ -92,3 +92,32 @@ def test_box_crop_is_centred_on_the_track_with_the_margin(smooth_face):
     mapped = corners @ crops.affine_t23[10, :, :2].T + crops.affine_t23[10, :, 2]
     np.testing.assert_allclose(mapped.mean(axis=0), [128, 128], atol=1e-3)
     assert (mapped[1] - mapped[0]).max() == pytest.approx(256 / 1.3, rel=1e-4)
+
+
+def test_searching_around_a_known_face_finds_the_same_face(smooth_face):
+    decoded, _ = smooth_face
+    frame = decoded.frames_thw3[30]
+    whole, _ = faces.detect(frame, CONFIG)
+    assert len(whole) == 1
+    region = faces._search_region(whole[0] + np.array([6, -4, 6, -4], np.float32))
+    near, _ = faces.detect(frame, CONFIG, region)
+    assert len(near) == 1
+    centre = lambda b: (b[:2] + b[2:]) / 2  # noqa: E731
+    side = np.sqrt(np.prod(whole[0][2:] - whole[0][:2]))
+    assert np.linalg.norm(centre(near[0]) - centre(whole[0])) < 0.1 * side
+    assert 0.8 < np.sqrt(np.prod(near[0][2:] - near[0][:2])) / side < 1.25
+    empty_corner = np.array([0, 0, 90, 90], np.float32)
+    assert len(faces.detect(frame, CONFIG, empty_corner)[0]) == 0
+
+
+def test_similarity_fit_matches_scikit_image():
+    from skimage.transform import SimilarityTransform
+
+    rng = np.random.default_rng(4)
+    source = rng.uniform(0, 200, (5, 2))
+    target = rng.uniform(0, 100, (5, 2))
+    expected = SimilarityTransform.from_estimate(source, target).params[:2]
+    np.testing.assert_allclose(faces._similarity(source, target), expected, atol=1e-9)
+    angle, scale, shift = 0.3, 1.7, np.array([5.0, -2.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    np.testing.assert_allclose(faces._similarity(source, source @ rotation.T + shift), np.c_[rotation, shift], atol=1e-9)

@@ -37,7 +37,8 @@ def test_write_then_read_round_trip(tmp_path):
     assert np.array_equal(store.read("k", "frames"), frames)
     assert np.array_equal(store.read("k", "flow"), flow)
     assert store.video("k")["frames"].chunks == (16, 8, 8, 3)
-    # Plain zarr, without dfprep, reads it too.
+    # Plain zarr reads it too, once dfprep's row-delta filter is registered (importing
+    # feature_store does that).
     plain = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
     assert np.array_equal(plain["videos/k/frames"][...], frames)
     assert store.attrs("k")["video_id"] == "v"
@@ -89,3 +90,19 @@ def test_a_second_lock_on_a_store_is_refused(tmp_path):
                 pass
     with second.lock():
         pass
+
+
+def test_face_crops_are_stored_losslessly_in_fewer_bytes_than_png(tmp_path):
+    import cv2
+
+    import videos
+    from stages import faces
+
+    frames = videos.moving_face(videos.smooth_path(16))
+    track = faces.track(frames, np.arange(16), np.zeros(16, np.int32), faces.FacesConfig())
+    crops = faces.crop(frames, track, np.zeros(16, np.int32), faces.CropConfig("box", (256, 256))).frames
+    store = FeatureStore(tmp_path / "s.zarr")
+    store.write_video("k", {"frames": crops}, {})
+    assert np.array_equal(store.read("k", "frames"), crops)
+    png_bytes = sum(len(cv2.imencode(".png", crop)[1]) for crop in crops)
+    assert store.video("k")["frames"].nbytes_stored() <= png_bytes

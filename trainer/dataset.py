@@ -94,7 +94,7 @@ class StoreClipDataset(torch.utils.data.Dataset):
                 self.excluded.append((row["video_id"], f"longest clip has {longest} frames, a sample needs {needs}"))
             for first in range(0, len(windows) - spec.groups + 1, spec.groups):
                 self.samples.append((row["key"], tuple(windows[first : first + spec.groups]), int(row["label"]), row["video_id"]))
-        self._opened: tuple[int, FeatureStore] | None = None
+        self._opened: tuple[int, dict] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -105,22 +105,22 @@ class StoreClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         key, windows, label, video_id = self.samples[index]
-        group = self._store().root[f"videos/{key}"]
-        parts = [self._window(group, start, flow_start) for start, flow_start in windows]
+        arrays = self._arrays(key)
+        parts = [self._window(arrays, start, flow_start) for start, flow_start in windows]
         item = parts[0] if len(parts) == 1 else {name: torch.stack([part[name] for part in parts]) for name in parts[0]}
         item.update(label=torch.tensor(label, dtype=torch.int64), video_id=video_id)
         return self.transform(item) if self.transform else item
 
-    def _window(self, group, start: int, flow_start: int) -> dict[str, torch.Tensor]:
+    def _window(self, arrays: dict, start: int, flow_start: int) -> dict[str, torch.Tensor]:
         spec = self.spec
         stop = start + (spec.clip_length - 1) * spec.frame_step + 1
-        frames = _resize_all(group[spec.frames_array][start:stop:spec.frame_step], spec.size)
+        frames = _resize_all(arrays["frames"][start:stop:spec.frame_step], spec.size)
         window = {
             "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),
-            "frame_index": torch.from_numpy(group["frame_index"][start:stop:spec.frame_step].astype(np.int64)),
+            "frame_index": torch.from_numpy(arrays["frame_index"][start:stop:spec.frame_step]),
         }
         if spec.flow != "none":
-            flow = group["flow"][flow_start : flow_start + spec.clip_length - 1].astype(np.float32)
+            flow = arrays["flow"][flow_start : flow_start + spec.clip_length - 1].astype(np.float32)
             if spec.flow_per_frame:
                 flow = np.concatenate([flow[:1], flow])
             if spec.flow == "hsv":
@@ -130,11 +130,21 @@ class StoreClipDataset(torch.utils.data.Dataset):
                 window["flow"] = torch.from_numpy(_resize_flow(flow, spec.size)).permute(0, 3, 1, 2)
         return window
 
-    def _store(self) -> FeatureStore:
-        # Opened once per process: DataLoader workers must not share the parent's handles.
+    def _arrays(self, key: str) -> dict:
+        """The video's arrays, opened once per process (DataLoader workers must not share the
+        parent's handles); reopening a group's metadata for every item would cost a third of
+        the read."""
         if self._opened is None or self._opened[0] != os.getpid():
-            self._opened = (os.getpid(), FeatureStore(self.store_url, mode="r"))
-        return self._opened[1]
+            self._opened = (os.getpid(), {})
+        opened = self._opened[1]
+        if key not in opened:
+            group = FeatureStore(self.store_url, mode="r").root[f"videos/{key}"]
+            opened[key] = {
+                "frames": group[self.spec.frames_array],
+                "frame_index": group["frame_index"][...].astype(np.int64),
+                "flow": group["flow"] if self.spec.flow != "none" else None,
+            }
+        return opened[key]
 
 
 def _flow_row_of_frame(pairs_f2: np.ndarray) -> dict[int, int]:

@@ -8,8 +8,10 @@ spread. Any single frame of either class looks alike; only motion tells them apa
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,8 +34,8 @@ JITTER_PX = 1.5  # amplitude of the inner face's offset, in frame pixels
 MARKER = "demo.json"
 
 # The astronaut's head and, inside it, the inner face (x0, y0, x1, y1 in the photo).
-_HEAD = (120, 10, 330, 250)
-_FACE = (170, 70, 276, 184)
+HEAD_REGION = (120, 10, 330, 250)
+FACE_REGION = (170, 70, 276, 184)
 
 
 def inventory(root: Path, options: SourceOptions) -> Inventory:
@@ -78,9 +80,9 @@ def render_identity(index: int) -> tuple[np.ndarray, np.ndarray]:
     """The real and the fake video of one identity: two uint8 (N_FRAMES, H, W, 3) arrays."""
     rng = np.random.default_rng([20261123, index])
     tint = 1 + rng.normal(0, 0.08, 3).astype(np.float32)
-    head, head_alpha = _sprite(_HEAD, tint, flip=bool(index % 2))
-    face, face_alpha = _sprite(_FACE, tint, flip=bool(index % 2))
-    background = _background(rng)
+    head, head_alpha = face_sprite(HEAD_REGION, tint, flip=bool(index % 2))
+    face, face_alpha = face_sprite(FACE_REGION, tint, flip=bool(index % 2))
+    backdrop = background(rng)
     scale = rng.uniform(0.95, 1.15)
     t = np.arange(N_FRAMES)
     amplitude, period, phase = rng.uniform(15, 45, 2), rng.uniform(70, 160, 2), rng.uniform(0, 2 * np.pi, 2)
@@ -95,27 +97,29 @@ def render_identity(index: int) -> tuple[np.ndarray, np.ndarray]:
     for offsets in (smooth_offset, jitter_offset):
         frames = np.empty((N_FRAMES, HEIGHT, WIDTH, 3), np.uint8)
         for k in range(N_FRAMES):
-            canvas = _paste(background.copy(), head, head_alpha, _HEAD, _HEAD, scale, centre[k])
-            canvas = _paste(canvas, face, face_alpha, _FACE, _HEAD, scale, centre[k] + offsets[k])
+            canvas = paste_sprite(backdrop.copy(), head, head_alpha, HEAD_REGION, HEAD_REGION, scale, centre[k])
+            canvas = paste_sprite(canvas, face, face_alpha, FACE_REGION, HEAD_REGION, scale, centre[k] + offsets[k])
             canvas += 2.0 * grain.standard_normal(canvas.shape, dtype=np.float32)
             frames[k] = np.clip(canvas, 0, 255).astype(np.uint8)
         videos.append(frames)
     return videos[0], videos[1]
 
 
-def encode_video(path: Path, frames_thw3: np.ndarray, fps: float, codec: str = "libx264", options: dict | None = None) -> None:
-    """Write RGB uint8 frames as a video file."""
+def encode_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str = "libx264", options: dict | None = None) -> None:
+    """Write RGB uint8 (H, W, 3) frames, from an array or a generator, as a video file."""
+    frames = iter(frames)
+    first = next(frames)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames_thw3.shape[2], frames_thw3.shape[1]
+        stream.width, stream.height = first.shape[1], first.shape[0]
         stream.pix_fmt = "yuv420p" if codec in ("libx264", "libx265", "mpeg4") else stream.pix_fmt
         stream.options = options if options is not None else ({"crf": "18"} if codec == "libx264" else {})
-        for frame in frames_thw3:
+        for frame in itertools.chain([first], frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
 
 
-def _sprite(region, tint: np.ndarray, flip: bool):
+def face_sprite(region, tint: np.ndarray, flip: bool):
     """A region of the photo, colour-tinted, with a feathered elliptical alpha; float32 RGB
     and alpha."""
     x0, y0, x1, y1 = region
@@ -129,7 +133,7 @@ def _sprite(region, tint: np.ndarray, flip: bool):
     return np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)
 
 
-def _paste(canvas, rgb, alpha, region, head_region, scale, head_centre):
+def paste_sprite(canvas, rgb, alpha, region, head_region, scale, head_centre):
     """Alpha-blend a sprite whose photo region sits inside the head, placed so the head's
     centre lands at head_centre (sub-pixel)."""
     hx0, hy0, hx1, hy1 = head_region
@@ -152,8 +156,9 @@ def _paste(canvas, rgb, alpha, region, head_region, scale, head_centre):
     return canvas
 
 
-def _background(rng) -> np.ndarray:
+def background(rng, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """A colourful, smoothly varying backdrop with fine texture: float32 (H, W, 3)."""
     coarse = rng.uniform(40, 210, (6, 8, 3)).astype(np.float32)
-    smooth = cv2.resize(coarse, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
-    detail = cv2.GaussianBlur(rng.normal(0, 12, (HEIGHT, WIDTH, 3)).astype(np.float32), (0, 0), 1.5)
+    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    detail = cv2.GaussianBlur(rng.normal(0, 12, (height, width, 3)).astype(np.float32), (0, 0), 1.5)
     return np.clip(smooth + detail, 0, 255)

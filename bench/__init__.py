@@ -1,0 +1,1 @@
+"""`make bench`: dfprep against a same-run reference baseline on a generated corpus."""

@@ -1,0 +1,159 @@
+"""The measurements `make bench` takes: whole runs of both pipelines, the bare cost of each
+stage's work, loader throughput, and what both leave on disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import dlib
+import numpy as np
+import torch
+import zarr
+
+from feature_store import FeatureStore
+from stages import faces
+from stages.faces import model_path
+from trainer.dataset import ClipSpec, StoreClipDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_baseline(out: Path, videos: list[Path], with_flow: bool) -> dict:
+    """The reference baseline in its own process, so that its peak memory is its own."""
+    flag = ["--flow"] if with_flow else []
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "bench.baseline", *flag, str(out), *map(str, videos)],
+                            capture_output=True, text=True, check=True, cwd=ROOT)
+    report = json.loads(result.stdout)
+    # The whole command, as for dfprep; the script's own clock starts after its imports.
+    report["work_s"], report["wall_s"] = report["wall_s"], time.perf_counter() - started
+    report["bytes"] = disk_bytes(out)
+    return report
+
+
+def run_dfprep(root: Path, store: Path, profile: str, workers: int) -> dict:
+    """`dfprep features` as a user runs it, timed from the shell's point of view."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "cli.py", "features", "--dataset", "folder", "--root", str(root), "--store", str(store),
+                    "--profile", profile, "--workers", str(workers)], capture_output=True, text=True, check=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    attrs = list(FeatureStore(store, mode="r").complete_attrs().values())
+    return {
+        "wall_s": wall,
+        "videos": [{"video": a["video_id"], "frames": a["video"]["n_frames"], "sampled": a["counts"]["frames"],
+                    "found": a["counts"]["face_found"], "crops": a["counts"]["frames"], "flows": a["counts"]["flows"], "timings_s": a["timings_s"],
+                    "peak_rss_mb": a["worker_peak_rss_mb"]} for a in attrs if a["status"] == "done"],
+        "failed": [a["video_id"] for a in attrs if a["status"] != "done"],
+        "bytes": disk_bytes(store),
+    }
+
+
+def startup_seconds(root: Path, store: Path, workers: int) -> float:
+    """What a `dfprep features` run costs before and besides its videos' work (interpreter,
+    imports, cluster start, planning, manifest): a one-video run's wall time minus that
+    video's recorded stage times, model loading included in the latter."""
+    run = run_dfprep(root, store, "deepfakebench", workers)
+    return run["wall_s"] - sum(run["videos"][0]["timings_s"].values())
+
+
+def bare_stage_costs(store_path: Path, corpus: dict[str, Path]) -> dict[str, float]:
+    """Seconds of one core spent on the work alone, for the videos of a dfprep store: decoding
+    the same frames with PyAV, dlib detection and landmarks on the same frames, Farneback on
+    the same crops, and writing the same arrays with the same codecs."""
+    store = FeatureStore(store_path, mode="r")
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
+    costs = {"decode": 0.0, "detect": 0.0, "landmarks": 0.0, "flow": 0.0, "write": 0.0}
+    scratch = zarr.open_group(str(store_path.parent / "bare-writes.zarr"), mode="w")
+    for key, attrs in store.complete_attrs().items():
+        group = store.video(key)
+        frame_index, clip_index = group["frame_index"][...], group["clip_index"][...]
+        boxes = group["boxes"][...] / attrs["video"]["frame_scale"]
+        started = time.perf_counter()
+        frames = _bare_decode(corpus[attrs["video_id"]], frame_index)
+        costs["decode"] += time.perf_counter() - started
+        searched = faces.detection_positions(frame_index, clip_index, attrs["config"]["faces"]["detect_interval"])
+        started = time.perf_counter()
+        for t in searched:
+            scale = min(1.0, 640 / frames[t].shape[1])
+            detector(cv2.resize(cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), 0)
+        costs["detect"] += time.perf_counter() - started
+        started = time.perf_counter()
+        for frame, box in zip(frames, boxes):
+            predictor(frame, dlib.rectangle(*[int(v) for v in box]))
+        costs["landmarks"] += time.perf_counter() - started
+        arrays = {name: group[name][...] for name in group.array_keys()}
+        if "flow" in arrays:
+            grays = [cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) for crop in arrays["frames"]]
+            started = time.perf_counter()
+            for a, b in group["flow_pairs"][...]:
+                cv2.calcOpticalFlowFarneback(grays[a], grays[b], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            costs["flow"] += time.perf_counter() - started
+        started = time.perf_counter()
+        target = scratch.create_group(key)
+        for name, data in arrays.items():
+            source = group[name]
+            array = target.create_array(name, shape=data.shape, dtype=data.dtype, chunks=source.chunks,
+                                        filters=source.filters, compressors=source.compressors)
+            array[...] = data
+        costs["write"] += time.perf_counter() - started
+    return costs
+
+
+def _bare_decode(path: Path, frame_index: np.ndarray) -> list[np.ndarray]:
+    wanted, last = set(frame_index.tolist()), int(frame_index.max())
+    kept = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1  # one core, as each dfprep worker decodes
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                kept.append(frame.to_ndarray(format="rgb24"))
+            if i == last:
+                break
+    return kept
+
+
+class _PngFolder(torch.utils.data.Dataset):
+    def __init__(self, files: list[Path]):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        return torch.from_numpy(cv2.cvtColor(cv2.imread(str(self.files[index])), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+
+
+def loader_throughput(store: Path, png_folder: Path, workers: int = 2) -> dict[str, float]:
+    """Crops a second served to a training loop with `workers` persistent loader processes,
+    from a warm store and from the baseline's PNG files: one epoch to warm up, three timed."""
+    dataset = StoreClipDataset(str(store), ClipSpec(clip_length=16), splits=None)
+    pngs = _PngFolder(sorted(png_folder.rglob("*.png")))
+    options = {"num_workers": workers, "persistent_workers": True, "shuffle": True}
+    return {
+        "store": _crops_per_s(torch.utils.data.DataLoader(dataset, batch_size=8, **options), 16),
+        "png": _crops_per_s(torch.utils.data.DataLoader(pngs, batch_size=128, **options), 1),
+        "store_crops": len(dataset) * 16,
+        "png_crops": len(pngs),
+    }
+
+
+def _crops_per_s(loader, crops_per_item: int) -> float:
+    for _ in loader:
+        pass
+    started, count = time.perf_counter(), 0
+    for _ in range(3):
+        for batch in loader:
+            count += len(batch["frames"] if isinstance(batch, dict) else batch) * crops_per_item
+    return count / (time.perf_counter() - started)
+
+
+def disk_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

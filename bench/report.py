@@ -1,0 +1,171 @@
+"""BENCHMARKS.md's `make bench` section and its chart, from one bench run's measurements."""
+
+from __future__ import annotations
+
+import platform
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from feature_store import FeatureStore  # noqa: E402
+
+START, END = "<!-- make bench: start -->", "<!-- make bench: end -->"
+STAGES = ("fingerprint", "decode", "faces", "crop", "flow", "write")
+
+
+def frames_bytes(store: Path) -> tuple[int, int]:
+    """Stored bytes of every `frames` array and the number of crops in them."""
+    opened = FeatureStore(store, mode="r")
+    arrays = [opened.video(key)["frames"] for key in opened.complete_attrs()]
+    return sum(a.nbytes_stored() for a in arrays), sum(a.shape[0] for a in arrays)
+
+
+def write(summary: dict, markdown: Path, chart: Path) -> None:
+    section = _section(summary, chart.relative_to(markdown.parent))
+    _chart(summary, chart)
+    text = markdown.read_text() if markdown.exists() else "# Benchmarks\n"
+    if START in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.DOTALL)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    markdown.write_text(text)
+
+
+def _rates(run: dict, source_frames: int) -> dict:
+    wall = run["wall_s"]
+    crops = sum(v["crops"] for v in run["videos"])
+    flows = sum(v["flows"] for v in run["videos"])
+    return {
+        "wall": wall,
+        "videos_per_min": 60 * len(run["videos"]) / wall,
+        "frames_per_s": source_frames / wall,
+        "crops_per_s": crops / wall,
+        "flows_per_s": flows / wall,
+        "rss": run["peak_rss_mb"] if "peak_rss_mb" in run else max(v["peak_rss_mb"] for v in run["videos"]),
+        "bytes": run["bytes"],
+    }
+
+
+def _section(s: dict, chart: Path) -> str:
+    runs, frames = s["runs"], s["source_frames"]
+    rates = {name: _rates(run, frames) for name, run in runs.items()}
+    base, dfb, default, base_flow = (rates[k] for k in ("baseline", "dfprep_deepfakebench", "dfprep_default", "baseline_flow"))
+    found_base = sum(v["found"] for v in runs["baseline"]["videos"])
+    found_dfb = sum(v["found"] for v in runs["dfprep_deepfakebench"]["videos"])
+    sampled = sum(v["sampled"] for v in runs["baseline"]["videos"])
+    bare = s["bare_s"]
+    ideal_wall = sum(bare.values()) / s["workers"]
+    rss_720 = max(v["peak_rss_mb"] for v in runs["dfprep_default"]["videos"] if "720p" in v["video"])
+    store_bytes, store_crops = s["store_frames_bytes"]
+    loader = s["loader"]
+    rows = [
+        ("reference baseline (32 aligned crops, no flow)", "baseline"),
+        ("reference baseline + flow (4 clips x 8, 28 flows)", "baseline_flow"),
+        ("dfprep `deepfakebench` profile", "dfprep_deepfakebench"),
+        ("dfprep `default` profile (128 crops, 120 flows)", "dfprep_default"),
+    ]
+    table = "\n".join(
+        f"| {label} | {rates[k]['wall']:.1f} | {rates[k]['videos_per_min']:.1f} | {rates[k]['frames_per_s']:.0f} | "
+        f"{rates[k]['crops_per_s']:.1f} | {rates[k]['flows_per_s']:.1f} | {rates[k]['rss']:.0f} | {rates[k]['bytes'] / 1e6:.1f} |"
+        for label, k in rows
+    )
+    startup = s["startup_s"]
+    base_work = runs["baseline"]["work_s"]
+    checks = [
+        ("`deepfakebench` vs baseline, videos per minute, whole commands", f"{base['wall'] / dfb['wall']:.1f}x", ">= 8x"),
+        ("the same, steady state (start-up excluded on both sides)", f"{base_work / (dfb['wall'] - startup):.1f}x", ""),
+        ("faces found in the same sampled frames, dfprep / baseline", f"{found_dfb} / {found_base} of {sampled}", "within 2%"),
+        ("`default` vs baseline, videos per minute, whole commands", f"{base['wall'] / default['wall']:.1f}x", ">= 2.5x"),
+        ("the same, steady state", f"{base_work / (default['wall'] - startup):.1f}x", ""),
+        ("`default` wall / (bare stage costs / workers)", f"{default['wall'] / ideal_wall:.2f}", "<= 1.3"),
+        ("the same, start-up excluded", f"{(default['wall'] - startup) / ideal_wall:.2f}", ""),
+        ("peak RSS of a dfprep worker on the 720p clips", f"{rss_720:.0f} MB", "< 1024 MB"),
+        ("loader, 256x256 crops/s with 2 loader workers: store / PNG", f"{loader['store']:.0f} / {loader['png']:.0f} ({loader['store'] / loader['png']:.1f}x)", ">= 3000, >= 4x"),
+        ("bytes per stored crop: store / PNG", f"{store_bytes / store_crops / 1e3:.1f} kB / {s['png_bytes'] / s['png_count'] / 1e3:.1f} kB", "store <= PNG"),
+    ]
+    timings = _stage_seconds(runs["dfprep_default"])
+    worker_s = default["wall"] * s["workers"]
+    breakdown = "\n".join(f"| {stage} | {seconds:.1f} | {100 * seconds / worker_s:.0f}% |" for stage, seconds in timings.items())
+    overhead = worker_s - sum(timings.values())
+    walls = "; ".join(f"{name} {', '.join(f'{w:.1f}' for w in ws)}" for name, ws in s["all_walls"].items())
+    return f"""{START}
+## `make bench`: dfprep against the reference baseline
+
+Command: `make bench` (`python -m bench --reps {s['reps']} --workers {s['workers']}`), at commit {s['commit']}. Run {s['started']} on
+{platform.node()}: {_cpu()}, {s['workers']} cores used by each side; load average before
+{s['load_before'][0]:.2f}, after {s['load_after'][0]:.2f}. Python {platform.python_version()}, dlib
+{version('dlib-bin')}, OpenCV {version('opencv-python-headless')}, PyAV {version('av')}, zarr {version('zarr')},
+dask {version('dask')}.
+
+Corpus: {', '.join(s['videos'])} ({frames} source frames): 10 s talking-head clips at 30 fps (x264
+defaults, keyframe interval 250) made from a real face photo, and OpenCV's Megamind sample. The baseline is
+the common practice, written in `bench/baseline.py` from its description: every frame read with
+`cv2.VideoCapture`, dlib HOG with upsample 1 on full frames, alignment, detection and landmarks again on the
+crop, one PNG and one `.npy` a frame, models loaded per video, a thread pool of one thread per core. Each
+line is the median of {s['reps']} runs (all walls, s: {walls}); wall time is the whole command on both
+sides. dfprep's start-up (interpreter, imports, cluster, planning, manifest; measured as a one-video run
+minus that video's work) is {startup:.1f} s, which a 7-video corpus feels and a real dataset does not; the
+steady-state lines take it out, and take the baseline's imports out ({base_work:.1f} s of work in its
+median run).
+
+| run | wall s | videos/min | source frames/s | crops/s | flow fields/s | peak RSS per worker MB | bytes on disk MB |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{table}
+
+| check | measured | target |
+| --- | --- | --- |
+{chr(10).join(f'| {a} | {b} | {c} |' for a, b, c in checks)}
+
+Bare stage costs (one core, the same work without the pipeline): decode {bare['decode']:.1f} s, detection
+{bare['detect']:.1f} s (HOG 640 px wide on the same frames dfprep searches), landmarks {bare['landmarks']:.1f} s,
+Farneback {bare['flow']:.1f} s on the same crops, writes {bare['write']:.1f} s with the same codecs: {sum(bare.values()):.1f} s,
+{ideal_wall:.1f} s on {s['workers']} cores. dfprep searches most frames only around the face found before, so
+its detection costs less than the bare full-frame calls.
+
+Where the `default` run's worker time goes ({worker_s:.1f} worker-seconds: wall x workers), from the timings
+each video's group records:
+
+| stage | seconds | share |
+| --- | --- | --- |
+{breakdown}
+| overhead (cluster start, imports, model loading, scheduling, idle) | {overhead:.1f} | {100 * overhead / worker_s:.0f}% |
+
+![per-stage time of the default profile]({chart})
+{END}"""
+
+
+def _stage_seconds(run: dict) -> dict[str, float]:
+    return {stage: sum(v["timings_s"].get(stage, 0.0) for v in run["videos"]) for stage in STAGES}
+
+
+def _chart(s: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(8, 2.6))
+    labels = []
+    for row, name in enumerate(("dfprep_deepfakebench", "dfprep_default")):
+        run = s["runs"][name]
+        seconds = _stage_seconds(run)
+        seconds["overhead"] = run["wall_s"] * s["workers"] - sum(seconds.values())
+        left = 0.0
+        for i, (stage, value) in enumerate(seconds.items()):
+            axis.barh(row, value, left=left, color=plt.cm.tab10(i), label=stage if row == 0 else None)
+            left += value
+        labels.append(name.removeprefix("dfprep_"))
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("worker-seconds for the corpus (wall x workers)")
+    axis.legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 1.3))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
