@@ -10,7 +10,7 @@ import numpy as np
 from stages.config import StageConfig, check
 
 VERSION = 1
-BACKENDS = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "cpu", "cuda", "torch")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ def compute(frames_thw3: np.ndarray, pairs_f2: np.ndarray, config: FlowConfig) -
     if backend == "auto":
         backend = "cuda" if cuda_available() else "cpu"
     gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames_thw3]
+    if backend == "torch":
+        from stages import flow_torch  # only here, so workers on the other backends never import torch
+
+        gray_thw = np.asarray(gray, np.uint8).reshape(frames_thw3.shape[:3])
+        flow = flow_torch.farneback(gray_thw, pairs_f2, config).astype(config.dtype, copy=False)
+        return FlowResult(flow, f"torch-{flow_torch.device().type}")
     estimate = _cuda_farneback(config) if backend == "cuda" else _cpu_farneback(config)
     height, width = frames_thw3.shape[1:3]
     flow = np.empty((len(pairs_f2), height, width, 2), config.dtype)
