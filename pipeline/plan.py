@@ -41,7 +41,20 @@ def plan(records: list[VideoRecord], store: FeatureStore, profile: Profile, *,
             store.update_attrs(key, changes)
             attrs = {**attrs, **changes}
         unchanged[key] = attrs
-    return Plan(work, unchanged, relabelled)
+    return Plan(_largest_first(work), unchanged, relabelled)
+
+
+def _largest_first(work: list[WorkItem]) -> list[WorkItem]:
+    """Big files first (the scheduler starts tasks in this order): the last videos of a run
+    are then short ones, and no worker is left alone with a long one at the end."""
+
+    def size(item: WorkItem) -> int:
+        try:
+            return file_stat(item.record.path).st_size
+        except OSError:
+            return 0
+
+    return sorted(work, key=size, reverse=True)
 
 
 def stages_needed(record: VideoRecord, attrs: dict, profile: Profile, retry_failed: bool) -> tuple[str, ...]:

@@ -92,6 +92,22 @@ def process_video(item: WorkItem, store_url: str, profile: Profile, timeout_s: f
     return _outcome(item.key, attrs, trace.stages)
 
 
+@contextmanager
+def parent_of_forked_workers(profile: Profile):
+    """This process ready to fork workers for the profile: its models loaded, for the children
+    to inherit, and OpenCV's thread pool emptied while children may fork (a local cluster
+    restarts dead workers at any time): a child that inherits a pool without its threads
+    hangs or crashes at its first OpenCV call."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    if profile.needs_face:
+        faces.load_models(profile.faces)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _compute(store: FeatureStore, stored: dict | None, item: WorkItem, profile: Profile, trace: Trace):
     """The arrays and attributes to store, and whether the video's other arrays stay."""
     try:

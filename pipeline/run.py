@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -19,15 +21,17 @@ from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
-from pipeline.process import VideoOutcome, WorkItem, process_video, record_attrs
+from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
 from pipeline.sources.base import Inventory, SourceOptions
 from stages.errors import ConfigError, StoreError
 
-# Set in every worker before its libraries start their thread pools.
+# Set in every worker, for the thread pools started there (process_video limits the rest).
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MANIFEST_EVERY_S = 30.0
+# fork is what Linux gives safely here; macOS's system libraries are not fork-safe.
+FORK_SAFE = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
     """Yield each video's outcome as it completes, keeping the manifest current."""
     by_key = {item.key: item for item in work}
     last_manifest = time.monotonic()
-    with _client(request.workers, request.scheduler) as client:
+    with _client(request.workers, request.scheduler, request.profile) as client:
         futures = client.map(
             process_video, work, store_url=store.url, profile=request.profile, timeout_s=request.video_timeout_s,
             key=[f"video-{item.key}" for item in work], pure=False,
@@ -167,7 +171,7 @@ def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Ex
 
 
 @contextmanager
-def _client(workers: int | None, scheduler: str | None):
+def _client(workers: int | None, scheduler: str | None, profile: Profile):
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")
@@ -176,10 +180,21 @@ def _client(workers: int | None, scheduler: str | None):
         with client:
             yield client
         return
-    # A worker holds only the task it runs, none queued behind it: a worker ended by a video's
-    # time limit then counts against no other video's allowed failures.
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        cluster = LocalCluster(
+    settings = {
+        # A worker holds only the task it runs, none queued behind it: a worker ended by a
+        # video's time limit then counts against no other video's allowed failures.
+        "distributed.scheduler.worker-saturation": 1.0,
+        # Workers fork from this process with the libraries imported and the models loaded,
+        # instead of each starting an interpreter and loading them again (seconds a run), and
+        # end as fast. The store lock's descriptor is closed in the children (filelock >= 4).
+        "distributed.worker.multiprocessing-method": "fork" if FORK_SAFE else "spawn",
+    }
+    # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
+    with contextlib.ExitStack() as stack:
+        if FORK_SAFE:
+            stack.enter_context(parent_of_forked_workers(profile))
+        stack.enter_context(dask.config.set(settings))
+        cluster = stack.enter_context(LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
@@ -187,6 +202,5 @@ def _client(workers: int | None, scheduler: str | None):
             dashboard_address=":0",
             silence_logs=logging.ERROR,
             env=SINGLE_THREAD_ENV,
-        )
-    with cluster, Client(cluster) as client:
-        yield client
+        ))
+        yield stack.enter_context(Client(cluster))

@@ -107,6 +107,16 @@ def _landmark_predictor():
     return dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
 
 
+def load_models(config: FacesConfig) -> None:
+    """Load the models `config` uses now (once per process) rather than at the first face."""
+    if config.detector == "hog":
+        _hog_detector()
+    else:
+        _cnn_detector()
+    if config.landmarks:
+        _landmark_predictor()
+
+
 def detect(frame_hw3: np.ndarray, config: FacesConfig, region_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Faces in one RGB frame, or in a region of it: boxes float32 (N, 4) xyxy in frame pixels,
     scores float32 (N,). The whole frame is searched `detect_width` wide; a region is searched
