@@ -153,6 +153,11 @@ def read_frames(path: str | Path, frame_index: np.ndarray, config: DecodeConfig)
 
 
 def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
+    gaps = np.diff(wanted, prepend=-1)
+    if not any(_should_seek(config, gap) for gap in gaps):
+        skipping = _read_skipping(path, wanted, config, info)
+        if skipping is not None:
+            return skipping
     scale = _frame_scale(info, config)
     k_rot90 = info.rotation // 90
     frames: np.ndarray | None = None  # allocated at the first kept frame, filled in place
@@ -192,6 +197,52 @@ def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
                     frames[0] = rgb
                 timestamps.append(frame.time)
     return _kept(frames, len(timestamps)), _timestamps(timestamps, wanted[: len(timestamps)], info.fps), position
+
+
+def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
+    """One pass over the video that leaves undecoded the frames no other frame refers to and
+    none of `wanted` is (about half of an x264 stream's frames: its B-frames). Frames are
+    placed by their timestamps' rank, taken from the packets beforehand, which is exact for
+    constant and variable frame rates alike. None where that cannot be done exactly (timestamps
+    missing or repeated, as in AVI with packed B-frames; a decoding error; a wanted frame
+    missing): `_read` then decodes frame by frame, and reports what went wrong."""
+    with _open(path) as container:
+        stream = _video_stream(container)
+        stamps = [packet.pts for packet in container.demux(stream) if packet.size]
+    if not stamps or None in stamps or len(set(stamps)) != len(stamps):
+        return None
+    number_of = {pts: i for i, pts in enumerate(sorted(stamps))}
+    slot_of = {int(index): slot for slot, index in enumerate(wanted)}
+    scale, k_rot90 = _frame_scale(info, config), info.rotation // 90
+    frames: np.ndarray | None = None
+    timestamps: list = [None] * len(wanted)
+    found = 0
+    try:
+        with _open(path) as container:
+            stream = _video_stream(container)
+            stream.thread_count = config.threads
+            codec = stream.codec_context
+            for packet in container.demux(stream):
+                if packet.pts is not None:
+                    needed = packet.is_keyframe or number_of.get(packet.pts) in slot_of
+                    codec.skip_frame = "DEFAULT" if needed else "NONREF"
+                for frame in packet.decode():
+                    slot = slot_of.get(number_of.get(frame.pts, -1))
+                    if slot is None:
+                        continue
+                    rgb = _to_rgb(frame, scale, k_rot90, frames[slot] if frames is not None else None)
+                    if frames is None:
+                        frames = np.empty((len(wanted), *rgb.shape), np.uint8)
+                        frames[slot] = rgb
+                    timestamps[slot] = frame.time
+                    found += 1
+                if found == len(wanted):
+                    break
+    except av.error.FFmpegError:
+        return None
+    if found < len(wanted):
+        return None
+    return frames, _timestamps(timestamps, wanted, info.fps), int(wanted[-1])
 
 
 def _kept(frames: np.ndarray | None, count: int) -> np.ndarray:

@@ -1,7 +1,10 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 import videos
+from stages import decode
 from stages.decode import DecodeConfig, SamplingConfig, decode_clips, probe, read_frames, sample_clips
 from stages.errors import ConfigError, NoVideoStream, Truncated, Unreadable
 
@@ -43,6 +46,41 @@ def test_seeking_returns_exactly_the_frames_of_a_full_decode(tmp_path):
     seeking = read_frames(path, wanted, DecodeConfig(seek="always"))
     assert np.array_equal(sequential, seeking)
     assert [videos.read_index(f) for f in seeking] == wanted.tolist()
+
+
+def _variable_rate(path, frames):
+    """H.264 with B-frames whose frames are 30 to 70 ms apart."""
+    import av
+
+    gaps_ms = np.random.default_rng(0).integers(30, 70, len(frames))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"bf": "3", "crf": "30"}
+        for frame, pts in zip(frames, np.cumsum(gaps_ms) - gaps_ms[0]):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts, video_frame.time_base = int(pts), Fraction(1, 1000)
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize("rate", ["constant", "variable"])
+def test_skipping_unreferenced_frames_returns_exactly_the_frames_asked_for(tmp_path, rate):
+    """The one-pass decode that leaves B-frames nobody wants undecoded places every frame
+    where counting frame by frame does, at constant and variable frame rates."""
+    frames = videos.index_frames(150)
+    if rate == "constant":
+        path = videos.write(tmp_path / "b.mp4", frames, options={"bf": "3", "crf": "30"})
+    else:
+        path = _variable_rate(tmp_path / "vfr.mp4", frames)
+    info = probe(path)
+    for wanted in (np.round(np.linspace(0, 149, 32)).astype(np.int64), np.arange(40, 56), np.array([0, 1, 2, 149])):
+        skipped = decode._read_skipping(path, wanted, DecodeConfig(), info)
+        assert skipped is not None, "the one-pass decode declined a plain H.264 file"
+        assert [videos.read_index(f) for f in skipped[0]] == wanted.tolist()
+        assert np.array_equal(skipped[0], read_frames(path, wanted, DecodeConfig(seek="always")))
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
