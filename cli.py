@@ -27,7 +27,10 @@ def cli():
 @click.option("--profile", default="default", show_default=True, type=click.Choice(list(PROFILES)))
 @click.option("--set", "overrides", multiple=True, metavar="STAGE.FIELD=VALUE", help="Override a stage parameter, e.g. flow.winsize=21.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes of the local cluster [default: one per core].")
-@click.option("--scheduler", help="Address of a running Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--scheduler", envvar="DASK_SCHEDULER_ADDRESS", show_envvar=True,
+              help="Address of a running Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--cluster", type=click.Choice(["slurm", "pbs", "sge"]), help="Start workers as jobs of this HPC queue (dask-jobqueue).")
+@click.option("--cluster-config", metavar="FILE.yaml", help="--cluster: the jobs' options and adapt: bounds (see examples/slurm.yaml).")
 @click.option("--limit", type=click.IntRange(min=1), help="Process only the first N videos.")
 @click.option("--force", is_flag=True, help="Recompute every video, changed or not.")
 @click.option("--retry-failed", is_flag=True, help="Try videos that failed before again.")
@@ -44,21 +47,28 @@ def cli():
               "deeperforensics: variants [default: all].")
 @click.option("--splits", "splits_dir", help="ffpp, deeperforensics: folder of the official split files.")
 @click.option("--ffpp-root", help="deeperforensics: the FaceForensics++ root holding its real videos.")
-def features(dataset, root, store, profile, overrides, workers, scheduler, limit, force, retry_failed, video_timeout, strict, seed,
-             labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
+def features(dataset, root, store, profile, overrides, workers, scheduler, cluster, cluster_config, limit, force, retry_failed,
+             video_timeout, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
     """Build or update the feature store from a dataset."""
+    from pipeline.cluster import jobqueue_spec
     from pipeline.run import FeaturesRequest, build_features
+
+    if cluster and scheduler:
+        raise click.UsageError(f"--cluster {cluster} starts its own scheduler; it cannot be used with --scheduler "
+                               f"or DASK_SCHEDULER_ADDRESS ({scheduler})")
+    if cluster_config and not cluster:
+        raise click.UsageError("--cluster-config needs --cluster slurm|pbs|sge")
 
     request = FeaturesRequest(
         dataset=dataset, root=root, store=store, profile=get_profile(profile, list(overrides)),
-        workers=workers, scheduler=scheduler, limit=limit, force=force, retry_failed=retry_failed,
-        video_timeout_s=video_timeout,
+        workers=workers, scheduler=scheduler, cluster=jobqueue_spec(cluster, cluster_config) if cluster else None,
+        limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout,
         source_options=SourceOptions(
             seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
             methods=tuple(name.strip() for name in methods.split(",")) if methods else None,
         ),
     )
-    summary = build_features(request, on_inventory=_print_inventory)
+    summary = build_features(request, on_inventory=_print_inventory, on_dashboard=lambda link: click.echo(f"dashboard: {link}"))
     click.echo(summary.table())
     if strict and summary.statuses["failed"]:
         sys.exit(1)

@@ -21,14 +21,13 @@ from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
+from pipeline.cluster import ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, dashboard_address, jobqueue_cluster
 from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
 from pipeline.sources.base import Inventory, SourceOptions
 from stages.errors import ConfigError, StoreError
 
-# Set in every worker, for the thread pools started there (process_video limits the rest).
-SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MANIFEST_EVERY_S = 30.0
 # fork is what Linux gives safely here; macOS's system libraries are not fork-safe.
 FORK_SAFE = sys.platform.startswith("linux")
@@ -42,6 +41,7 @@ class FeaturesRequest:
     profile: Profile
     workers: int | None = None
     scheduler: str | None = None
+    cluster: JobqueueSpec | None = None
     limit: int | None = None
     force: bool = False
     retry_failed: bool = False
@@ -80,8 +80,10 @@ class RunSummary:
 
 
 def build_features(request: FeaturesRequest, progress: bool = True,
-                   on_inventory: Callable[[Inventory], None] | None = None) -> RunSummary:
-    """Run `features`; `on_inventory` sees what the source found before any work starts."""
+                   on_inventory: Callable[[Inventory], None] | None = None,
+                   on_dashboard: Callable[[str], None] | None = None) -> RunSummary:
+    """Run `features`; `on_inventory` sees what the source found before any work starts,
+    `on_dashboard` the cluster's dashboard address once it is up."""
     started = time.perf_counter()
     # The dataset is listed first, so that a wrong root or a partial tree leaves no store
     # behind; listing only reads (the demo corpus is written file by file, atomically).
@@ -102,7 +104,7 @@ def build_features(request: FeaturesRequest, progress: bool = True,
         summary.skipped, summary.relabelled = len(work_plan.unchanged), work_plan.relabelled
         summary.statuses.update(attrs["status"] for attrs in work_plan.unchanged.values())
         if work_plan.work:
-            for outcome in _execute(work_plan.work, store, request, rows, progress):
+            for outcome in _execute(work_plan.work, store, request, rows, progress, on_dashboard):
                 summary.processed += 1
                 summary.statuses[outcome.status] += 1
                 summary.stage_runs.update(outcome.stages)
@@ -129,11 +131,15 @@ def open_writable_store(url: str) -> FeatureStore:
         raise ConfigError(f"--store {url}: {exc}") from exc
 
 
-def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest, rows: dict, progress: bool):
+def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest, rows: dict, progress: bool,
+             on_dashboard: Callable[[str], None] | None):
     """Yield each video's outcome as it completes, keeping the manifest current."""
     by_key = {item.key: item for item in work}
     last_manifest = time.monotonic()
-    with _client(request.workers, request.scheduler, request.profile) as client:
+    with _client(request.workers, request.scheduler, request.cluster, request.profile) as client:
+        client.register_plugin(SingleThreaded())
+        if on_dashboard:
+            on_dashboard(dashboard_address(client))
         futures = client.map(
             process_video, work, store_url=store.url, profile=request.profile, timeout_s=request.video_timeout_s,
             key=[f"video-{item.key}" for item in work], pure=False,
@@ -171,8 +177,9 @@ def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Ex
 
 
 @contextmanager
-def _client(workers: int | None, scheduler: str | None, profile: Profile):
+def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec | None, profile: Profile):
     if scheduler:
+        # A running cluster keeps its own settings (allowed-failures among them): it may be shared.
         try:
             client = Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
@@ -184,6 +191,7 @@ def _client(workers: int | None, scheduler: str | None, profile: Profile):
         # A worker holds only the task it runs, none queued behind it: a worker ended by a
         # video's time limit then counts against no other video's allowed failures.
         "distributed.scheduler.worker-saturation": 1.0,
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
         # Workers fork from this process with the libraries imported and the models loaded,
         # instead of each starting an interpreter and loading them again (seconds a run), and
         # end as fast. The store lock's descriptor is closed in the children (filelock >= 4).
@@ -191,9 +199,13 @@ def _client(workers: int | None, scheduler: str | None, profile: Profile):
     }
     # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
     with contextlib.ExitStack() as stack:
+        stack.enter_context(dask.config.set(settings))
+        if jobqueue:
+            cluster = stack.enter_context(jobqueue_cluster(jobqueue))
+            yield stack.enter_context(Client(cluster))
+            return
         if FORK_SAFE:
             stack.enter_context(parent_of_forked_workers(profile))
-        stack.enter_context(dask.config.set(settings))
         cluster = stack.enter_context(LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,

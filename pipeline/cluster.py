@@ -1,0 +1,131 @@
+"""What `features` needs of a cluster beyond the embedded LocalCluster: jobs of an HPC queue
+through dask-jobqueue (`--cluster`), and workers of any cluster kept to one thread each."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from distributed import WorkerPlugin
+
+from stages.errors import ConfigError
+
+# Set in every worker before its libraries start their thread pools: one worker process is
+# one core, and a BLAS or OpenMP pool a core wide in each would only contend with the others.
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# How many workers may die running one video before it is recorded as `failed: worker died`
+# (a video that crashes native code, or outgrows a worker's memory, would otherwise take the
+# whole cluster down one worker at a time).
+ALLOWED_FAILURES = 3
+JOBQUEUE_CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
+ADAPT_KEYS = ("minimum_jobs", "maximum_jobs")
+
+
+class SingleThreaded(WorkerPlugin):
+    """Keeps every worker of the run to one thread, whoever started it (a `dask worker` of a
+    running cluster has none of SINGLE_THREAD_ENV): pools already started are shrunk, and the
+    environment is set for libraries loaded later (torch reads it when first imported)."""
+
+    name = "dfprep-single-threaded"
+
+    def setup(self, worker) -> None:
+        import cv2
+        from threadpoolctl import threadpool_limits
+
+        os.environ.update(SINGLE_THREAD_ENV)
+        threadpool_limits(1)
+        cv2.setNumThreads(1)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class JobqueueSpec:
+    """A dask-jobqueue cluster: its kind, the file it was read from (named in errors), the
+    cluster's keyword arguments, and the bounds of adaptive scaling in jobs."""
+
+    kind: str
+    source: str
+    options: dict = field(default_factory=dict)
+    minimum_jobs: int = 0
+    maximum_jobs: int = 1
+
+
+def jobqueue_spec(kind: str, config_path: str | None) -> JobqueueSpec:
+    """Read a `--cluster-config` file: dask-jobqueue's keyword arguments for `kind`, plus an
+    `adapt: {minimum_jobs, maximum_jobs}` block. Without a file, dask's own jobqueue
+    configuration (~/.config/dask/jobqueue.yaml) supplies them."""
+    if kind not in JOBQUEUE_CLUSTERS:
+        raise ConfigError(f"--cluster {kind}: unknown; one of {', '.join(JOBQUEUE_CLUSTERS)}")
+    if config_path is None:
+        return JobqueueSpec(kind, f"dask's jobqueue.{kind} configuration")
+    source = f"--cluster-config {config_path}"
+    try:
+        options = yaml.safe_load(Path(config_path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if not isinstance(options, dict):
+        raise ConfigError(f"{source}: must be a mapping of {JOBQUEUE_CLUSTERS[kind]} options, found {type(options).__name__}")
+    adapt = options.pop("adapt", {}) or {}
+    if not isinstance(adapt, dict) or set(adapt) - set(ADAPT_KEYS):
+        raise ConfigError(f"{source}: adapt: takes only {', '.join(ADAPT_KEYS)}, found {adapt!r}")
+    minimum, maximum = adapt.get("minimum_jobs", 0), adapt.get("maximum_jobs", 1)
+    if not (isinstance(minimum, int) and isinstance(maximum, int) and 0 <= minimum <= maximum and maximum >= 1):
+        raise ConfigError(f"{source}: adapt: needs whole numbers 0 <= minimum_jobs <= maximum_jobs, maximum_jobs >= 1; "
+                          f"found {minimum!r}, {maximum!r}")
+    unknown = sorted(set(options) - _jobqueue_options(kind))
+    if unknown:
+        raise ConfigError(f"{source}: unknown {JOBQUEUE_CLUSTERS[kind]} option {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(_jobqueue_options(kind)))}")
+    return JobqueueSpec(kind, source, options, minimum, maximum)
+
+
+def _jobqueue_options(kind: str) -> set[str]:
+    """The keyword arguments a dask-jobqueue cluster of this kind takes: its own and its job's."""
+    import inspect
+
+    import dask_jobqueue
+
+    cluster_cls = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind])
+    job_cls = cluster_cls.job_cls
+    names = set()
+    for function in (cluster_cls.__init__, job_cls.__init__, dask_jobqueue.core.Job.__init__):
+        names |= {name for name, parameter in inspect.signature(function).parameters.items()
+                  if parameter.kind is parameter.POSITIONAL_OR_KEYWORD or parameter.kind is parameter.KEYWORD_ONLY}
+    return names - {"self", "job_cls", "loop", "asynchronous", "name", "scheduler", "config_name", "silence_logs", "scheduler_cls"}
+
+
+def jobqueue_cluster(spec: JobqueueSpec):
+    """The queue's cluster, scaling its jobs between the spec's bounds as work waits."""
+    import dask_jobqueue
+
+    options = dict(spec.options)
+    # One thread a worker process, as on the local cluster, unless the file says otherwise.
+    if "cores" in options:
+        options.setdefault("processes", options["cores"])
+    # The jobs' workers run this interpreter, so they import this very installation.
+    options.setdefault("python", sys.executable)
+    options["job_script_prologue"] = [f"export {name}={value}" for name, value in SINGLE_THREAD_ENV.items()] + list(
+        options.get("job_script_prologue") or ())
+    options["scheduler_options"] = {"dashboard_address": ":0", **(options.get("scheduler_options") or {})}
+    try:
+        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[spec.kind])(silence_logs=logging.ERROR, **options)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{spec.source}: not a valid {JOBQUEUE_CLUSTERS[spec.kind]} configuration "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    cluster.adapt(minimum_jobs=spec.minimum_jobs, maximum_jobs=spec.maximum_jobs)
+    return cluster
+
+
+def dashboard_address(client) -> str:
+    """The dashboard of the client's scheduler, or why there is none."""
+    try:
+        return client.dashboard_link
+    except KeyError:
+        return "none (the scheduler runs without one)"
