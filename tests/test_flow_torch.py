@@ -22,14 +22,14 @@ CONFIGS = {
 
 
 def face_crops() -> np.ndarray:
-    """uint8 (5, 256, 256) gray: the astronaut's head, turned, zoomed and moved sub-pixel each
+    """uint8 (4, 256, 256) gray: the astronaut's head, turned, zoomed and moved sub-pixel each
     frame, with sensor grain, so the flow differs from pixel to pixel."""
     from skimage import data
 
     head = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[0:400, 60:460], (256, 256), interpolation=cv2.INTER_AREA)
     rng = np.random.default_rng(7)
     frames = []
-    for t in range(5):
+    for t in range(4):
         matrix = cv2.getRotationMatrix2D((120.0, 136.0), 1.2 * t, 1 + 0.015 * t)
         matrix[:, 2] += (0.7 * t, -0.45 * t)
         moved = cv2.warpAffine(head.astype(np.float32), matrix, (256, 256), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
@@ -92,3 +92,14 @@ def test_the_torch_backend_keeps_its_own_key_and_torch_out_of_other_workers():
     assert flow.FlowConfig(backend="torch").hashed() == flow.FlowConfig().hashed()
     code = "import sys, stages.flow; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_the_bench_check_compares_both_backends_on_a_stores_pairs(tmp_path):
+    from bench.torch_flow import torch_flow_check
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+
+    store = write_tiny_store(tmp_path / "s.zarr", get_profile("ofcnn", ["crop.size=64x64"]), frames=4, splits={"train": 1})
+    report = torch_flow_check(store)
+    assert report["pairs"] == 6 and report["torch_device"] in ("cpu", "cuda")
+    assert report["max_video_mean_epe_px"] <= 0.05 and report["mean_epe_px"] <= report["max_video_mean_epe_px"]
