@@ -29,8 +29,6 @@ from pipeline.sources.base import Inventory, SourceOptions
 from stages.errors import ConfigError, StoreError
 
 MANIFEST_EVERY_S = 30.0
-# fork is what Linux gives safely here; macOS's system libraries are not fork-safe.
-FORK_SAFE = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)
@@ -187,6 +185,9 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         with client:
             yield client
         return
+    # macOS's system libraries do not survive a fork, nor does torch's OpenMP pool once a
+    # process has used it (a library user's process may have); OpenCV's is emptied below.
+    fork = sys.platform.startswith("linux") and "torch" not in sys.modules
     settings = {
         # A worker holds only the task it runs, none queued behind it: a worker ended by a
         # video's time limit then counts against no other video's allowed failures.
@@ -195,7 +196,7 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         # Workers fork from this process with the libraries imported and the models loaded,
         # instead of each starting an interpreter and loading them again (seconds a run), and
         # end as fast. The store lock's descriptor is closed in the children (filelock >= 4).
-        "distributed.worker.multiprocessing-method": "fork" if FORK_SAFE else "spawn",
+        "distributed.worker.multiprocessing-method": "fork" if fork else "spawn",
     }
     # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
     with contextlib.ExitStack() as stack:
@@ -204,7 +205,7 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
             cluster = stack.enter_context(jobqueue_cluster(jobqueue))
             yield stack.enter_context(Client(cluster))
             return
-        if FORK_SAFE:
+        if fork:
             stack.enter_context(parent_of_forked_workers(profile))
         cluster = stack.enter_context(LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
