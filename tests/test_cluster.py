@@ -1,0 +1,106 @@
+"""`features` on a real Dask deployment (issue 8): a `dask scheduler` and two `dask worker`
+processes started as a user would start them, one worker killed mid-run; and the options that
+choose a cluster, refused in the combinations that make no sense."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from distributed import Client
+
+from conftest import CHEAP, ROOT, assert_same_videos, run_cli, set_options, status_by_id, stored_groups, wait_for
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    """A scheduler and two single-threaded workers (each under its nanny), as separate
+    processes on 127.0.0.1: (scheduler address, its dashboard, the two `dask worker` processes)."""
+    address, dashboard = f"tcp://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}/status"
+    log = open(tmp_path / "dask.log", "w")
+    # Sessions of their own, so that a kill takes a worker's nanny and its process together.
+    start = dict(cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                   "--dashboard-address", dashboard.removeprefix("http://").removesuffix("/status")], **start)]
+    try:
+        for i in range(2):
+            processes.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
+                                               "--no-dashboard", "--name", f"worker-{i}", "--death-timeout", "60"], **start))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, dashboard, processes[1:]
+    finally:
+        _stop(processes)
+        log.close()
+
+
+def test_a_worker_of_a_running_cluster_killed_mid_run_leaves_every_video_done_as_a_local_run_makes_it(
+        face_corpus, reference_store, deployment, tmp_path):
+    address, dashboard, workers = deployment
+    store = tmp_path / "store.zarr"
+    args = ["features", "--dataset", "folder", "--root", str(face_corpus), "--store", str(store), *set_options(CHEAP), "--scheduler", address]
+    log = open(tmp_path / "features.log", "w+")
+    run = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: sum(stored_groups(store).values()) >= 3, "three videos stored")
+        with Client(address, timeout="30s") as client:
+            busy = [worker for worker, keys in client.processing().items() if any(str(k).startswith("video-") for k in keys)]
+            assert busy, "the kill came after the run had finished"
+            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+        # The whole `dask worker` (nanny and process): its video must be redone by the other one.
+        victim = next(worker for worker in workers if worker.pid in {p.pid for p in psutil.Process(pid).parents()})
+        os.killpg(victim.pid, signal.SIGKILL)
+        assert run.wait(timeout=300) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert sum(stored_groups(store).values()) == 20, output[-3000:]
+    assert f"\ndashboard: {dashboard}\n" in output and f"\n{'done':<10}{20:>7}\n" in output, output[-3000:]
+    assert {row["status"] for row in status_by_id(store).values()} == {"done"}
+    assert_same_videos(store, reference_store)
+
+    # The address from the environment, as `dask-jobqueue` or a notebook leaves it.
+    rerun = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args[:-2], "--force", "--limit", "2"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "DASK_SCHEDULER_ADDRESS": address})
+    assert rerun.returncode == 0 and f"\nprocessed {2:>7}  " in rerun.stdout, rerun.stderr[-3000:]
+    assert f"\ndashboard: {dashboard}\n" in rerun.stdout, "the rerun did not run on the cluster of the environment"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--cluster", "slurm", "--scheduler", "tcp://127.0.0.1:1"], "--cluster slurm starts its own scheduler; it cannot be used with --scheduler"),
+    (["--cluster-config", "jobs.yaml"], "--cluster-config needs --cluster slurm|pbs|sge"),
+    (["--cluster", "slurm", "--cluster-config", "missing.yaml"], "--cluster-config missing.yaml: cannot read (No such file or directory)"),
+    (["--cluster", "pbs", "--cluster-config", "{cfg}"], "unknown PBSCluster option wallclock; allowed: account, cores,"),
+    (["--cluster", "sge", "--cluster-config", "{adapt}"], "adapt: needs whole numbers 0 <= minimum_jobs <= maximum_jobs"),
+    (["--cluster", "lsf"], "Invalid value for '--cluster': 'lsf' is not one of 'slurm', 'pbs', 'sge'"),
+])
+def test_cluster_options_that_make_no_sense_are_one_line_and_exit_2(tmp_path, options, message):
+    (tmp_path / "bad.yaml").write_text("cores: 4\nwallclock: '01:00:00'\n")
+    (tmp_path / "adapt.yaml").write_text("cores: 4\nadapt: {minimum_jobs: 3, maximum_jobs: 2}\n")
+    options = [option.format(cfg=tmp_path / "bad.yaml", adapt=tmp_path / "adapt.yaml") for option in options]
+    result = run_cli("features", "--dataset", "folder", "--root", str(tmp_path / "none"), "--store", str(tmp_path / "s.zarr"), *options)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "s.zarr").exists()
