@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from bench import measure, report
+from bench.torch_flow import torch_flow_check
 from bench.corpus import ensure_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,7 @@ def main() -> None:
     default_store = args.out / "runs" / "dfprep_default" / "store.zarr"
     bare = measure.bare_stage_costs(default_store, corpus)
     loader = measure.loader_throughput(default_store, args.out / "runs" / "baseline")
+    torch_flow = torch_flow_check(default_store)
     summary = {
         "started": started.isoformat(timespec="seconds"),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip(),
@@ -67,6 +69,7 @@ def main() -> None:
         "bare_s": bare,
         "startup_s": statistics.median(startups),
         "loader": loader,
+        "torch_flow": torch_flow,
         "png_bytes": sum(p.stat().st_size for p in (args.out / "runs" / "baseline").rglob("*.png")),
         "png_count": len(list((args.out / "runs" / "baseline").rglob("*.png"))),
         "store_frames_bytes": report.frames_bytes(default_store),

@@ -86,6 +86,8 @@ def _section(s: dict, chart: Path) -> str:
         ("the same, start-up excluded", f"{(default['wall'] - startup) / ideal_wall:.2f}", ""),
         ("peak RSS of a dfprep worker on the 720p clips", f"{rss_720:.0f} MB", "< 1024 MB"),
         ("loader, 256x256 crops/s with 2 loader workers: store / PNG", f"{loader['store']:.0f} / {loader['png']:.0f} ({loader['store'] / loader['png']:.1f}x)", ">= 3000, >= 4x"),
+        ("torch flow backend against cv2 on the stored crops, mean end-point error",
+         f"{s['torch_flow']['mean_epe_px']:.1e} px ({s['torch_flow']['pairs']} pairs)", "<= 0.05 px"),
         ("bytes per stored crop: store / PNG", f"{store_bytes / store_crops / 1e3:.1f} kB / {s['png_bytes'] / s['png_count'] / 1e3:.1f} kB", "store <= PNG"),
     ]
     timings = _stage_seconds(runs["dfprep_default"])
@@ -127,6 +129,10 @@ Farneback {bare['flow']:.1f} s on the same crops, writes {bare['write']:.1f} s w
 {ideal_wall:.1f} s on {s['workers']} cores. dfprep searches most frames only around the face found before, so
 its detection costs less than the bare full-frame calls.
 
+The torch flow backend (`--set flow.backend=torch`: OpenCV's Farneback as batched torch operations, for
+GPUs) on the same {s['torch_flow']['pairs']} crop pairs, on {s['torch_flow']['torch_device']}: {1000 * s['torch_flow']['torch_s'] / s['torch_flow']['pairs']:.1f} ms a pair against
+cv2's {1000 * s['torch_flow']['cv2_s'] / s['torch_flow']['pairs']:.1f} ms, one thread each. {_gpu_note(s['torch_flow'])}
+
 Where the `default` run's worker time goes ({worker_s:.1f} worker-seconds: wall x workers), from the timings
 each video's group records:
 
@@ -137,6 +143,12 @@ each video's group records:
 
 ![per-stage time of the default profile]({chart})
 {END}"""
+
+
+def _gpu_note(torch_flow: dict) -> str:
+    if torch_flow["torch_device"] == "cuda":
+        return "Measured on the GPU."
+    return "No GPU was at hand for this run, so no GPU figure is given; on a CPU it is not the backend to use."
 
 
 def _stage_seconds(run: dict) -> dict[str, float]:

@@ -18,7 +18,18 @@ from stages import flow, flow_torch
 def torch_flow_check(store_path: str | Path) -> dict:
     """Mean end-point error (px, every pixel) of torch's flow against cv2's on the stored pairs
     of every complete video with flow, under the flow parameters that video was made with."""
-    store = FeatureStore(store_path, mode="r")
+    import torch
+
+    # One thread, as cv2 gets here and as each pipeline worker has.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _check(FeatureStore(store_path, mode="r"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check(store: FeatureStore) -> dict:
     per_video, pairs_total, cv2_s, torch_s = [], 0, 0.0, 0.0
     for key, attrs in store.complete_attrs().items():
         flow_config = (attrs.get("config") or {}).get("flow")
