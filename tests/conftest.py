@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +95,60 @@ def tiny_store(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.zarr"
     return write_tiny_store(path, get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=(32, 32), splits={"train": 1, "val": 1})
+
+
+@pytest.fixture(scope="session")
+def reference_store(face_corpus, cluster, tmp_path_factory) -> Path:
+    """The face corpus through an uninterrupted run (CHEAP, `default` profile): what every
+    interrupted or distributed run of it must equal."""
+    from pipeline.profiles import get_profile
+    from pipeline.run import FeaturesRequest, build_features
+
+    store = tmp_path_factory.mktemp("reference") / "store.zarr"
+    request = FeaturesRequest("folder", str(face_corpus), str(store), get_profile("default", list(CHEAP)), scheduler=cluster)
+    assert build_features(request, progress=False).statuses["done"] == 20
+    return store
+
+
+def assert_same_videos(store_url, reference_path: Path, keys=None) -> None:
+    """Every video of the reference (or those of `keys`) is in the store, array for array."""
+    import numpy as np
+
+    from feature_store import FeatureStore
+
+    store, reference = FeatureStore(store_url, mode="r"), FeatureStore(reference_path, mode="r")
+    for key in keys if keys is not None else reference.complete_attrs():
+        group, expected = store.video(key), reference.video(key)
+        assert sorted(group.array_keys()) == sorted(expected.array_keys())
+        for name in expected.array_keys():
+            np.testing.assert_array_equal(group[name][...], expected[name][...], err_msg=f"{key}/{name}")
+        attrs, expected_attrs = store.attrs(key), reference.attrs(key)
+        for name in ("status", "fingerprint", "stage_keys", "counts", "video", "label", "split"):
+            assert attrs[name] == expected_attrs[name], (key, name)
+
+
+def status_by_id(store) -> dict[str, dict]:
+    """`status --json` of the store, by video id."""
+    result = run_cli("status", "--store", str(store), "--json")
+    assert result.returncode == 0, result.stderr
+    return {row["video_id"]: row for row in map(json.loads, result.stdout.splitlines())}
+
+
+def stored_groups(store: Path) -> dict[str, bool]:
+    """Every group on disk -> whether it carries the completion flag, read straight from the files."""
+    from feature_store import COMPLETE
+
+    groups = {}
+    for folder in (store / "videos").glob("*/"):
+        try:
+            groups[folder.name] = bool(json.loads((folder / "zarr.json").read_text())["attributes"].get(COMPLETE))
+        except (FileNotFoundError, KeyError, ValueError):
+            groups[folder.name] = False
+    return groups
+
+
+def wait_for(condition, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)

@@ -9,18 +9,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 import psutil
-import pytest
 from distributed import Client, LocalCluster
 
 import videos
-from conftest import CHEAP, ROOT, run_cli, set_options
-from feature_store import COMPLETE, FeatureStore
+from conftest import CHEAP, ROOT, assert_same_videos, run_cli, set_options, status_by_id, stored_groups, wait_for
+from feature_store import FeatureStore
 from feature_store.store import LOCK_HOLDER
 from pipeline.profiles import get_profile
 from pipeline.run import FeaturesRequest, build_features
@@ -31,12 +29,6 @@ AWKWARD_NAMES = ["real/with space.mp4", "fake/vidéo 日本.mp4", "fake/$(touch 
 
 def _features(root: Path, store: Path, *options: str) -> list[str]:
     return ["features", "--dataset", "folder", "--root", str(root), "--store", str(store), *set_options(CHEAP), *options]
-
-
-def _status(store: Path) -> dict[str, dict]:
-    result = run_cli("status", "--store", str(store), "--json")
-    assert result.returncode == 0, result.stderr
-    return {row["video_id"]: row for row in map(json.loads, result.stdout.splitlines())}
 
 
 def _broken_inputs(root: Path) -> dict[str, tuple[str, str]]:
@@ -98,7 +90,7 @@ def test_broken_inputs_each_end_in_one_status_with_a_reason(tmp_path, cluster):
     before = _tree(tmp_path, store)
     result = run_cli(*_features(root, store, "--scheduler", cluster))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    rows = _status(store)
+    rows = status_by_id(store)
     assert set(rows) == set(expected)
     for video_id, (status, reason) in expected.items():
         row = rows[video_id]
@@ -115,7 +107,7 @@ def test_broken_inputs_each_end_in_one_status_with_a_reason(tmp_path, cluster):
     failed = sum(status == "failed" for status, _ in expected.values())
     retried = run_cli(*_features(root, store, "--scheduler", cluster, "--retry-failed"))
     assert f"\nprocessed {failed:>7}  stages run: decode {failed}, faces 0, flow 0\n" in retried.stdout, retried.stdout
-    assert {video_id: row["status"] for video_id, row in _status(store).items()} == {k: v[0] for k, v in expected.items()}
+    assert {video_id: row["status"] for video_id, row in status_by_id(store).items()} == {k: v[0] for k, v in expected.items()}
 
 
 def test_a_video_that_hangs_its_decoder_times_out_and_the_run_goes_on(face_corpus, tmp_path):
@@ -129,7 +121,7 @@ def test_a_video_that_hangs_its_decoder_times_out_and_the_run_goes_on(face_corpu
     options = ("--workers", "2", "--set", "crop.mode=frame")
     result = run_cli(*_features(root, store, *options, "--video-timeout", "5"), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = _status(store)
+    rows = status_by_id(store)
     assert rows.pop("fake/stuck")["error"] == "timeout: decode still running after 5 s"
     assert {row["status"] for row in rows.values()} == {"done"} and len(rows) == 4
     assert "failed  fake/stuck: timeout" in result.stdout
@@ -138,78 +130,39 @@ def test_a_video_that_hangs_its_decoder_times_out_and_the_run_goes_on(face_corpu
     assert "\nprocessed       0  " in rerun.stdout and "\nfailed          1" in rerun.stdout
 
 
-@pytest.fixture(scope="module")
-def reference_store(face_corpus, cluster, tmp_path_factory) -> Path:
-    """The face corpus through an uninterrupted run: what every interrupted one must equal."""
-    store = tmp_path_factory.mktemp("reference") / "store.zarr"
-    request = FeaturesRequest("folder", str(face_corpus), str(store), get_profile("default", list(CHEAP)), scheduler=cluster)
-    assert build_features(request, progress=False).statuses["done"] == 20
-    return store
-
-
-def _assert_same_videos(store_path: Path, reference_path: Path, keys=None) -> None:
-    store, reference = FeatureStore(store_path, mode="r"), FeatureStore(reference_path, mode="r")
-    for key in keys if keys is not None else reference.complete_attrs():
-        group, expected = store.video(key), reference.video(key)
-        assert sorted(group.array_keys()) == sorted(expected.array_keys())
-        for name in expected.array_keys():
-            np.testing.assert_array_equal(group[name][...], expected[name][...], err_msg=f"{key}/{name}")
-        attrs, expected_attrs = store.attrs(key), reference.attrs(key)
-        for name in ("status", "fingerprint", "stage_keys", "counts", "video", "label", "split"):
-            assert attrs[name] == expected_attrs[name], (key, name)
-
-
-def _groups(store: Path) -> dict[str, bool]:
-    """Every group on disk -> whether it carries the completion flag, read straight from the files."""
-    groups = {}
-    for folder in (store / "videos").glob("*/"):
-        try:
-            groups[folder.name] = bool(json.loads((folder / "zarr.json").read_text())["attributes"].get(COMPLETE))
-        except (FileNotFoundError, KeyError, ValueError):
-            groups[folder.name] = False
-    return groups
-
-
-def _wait_for(condition, what: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_a_client_killed_mid_run_resumes_to_the_store_of_an_uninterrupted_run(face_corpus, reference_store, tmp_path):
     store = tmp_path / "store.zarr"
     args = _features(face_corpus, store, "--workers", "2")
     client = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def mid_write() -> bool:
-        groups = _groups(store)
+        groups = stored_groups(store)
         done = sum(groups.values())
         # Best of all while a group is half written; in any case before the run ends.
         return (done >= 3 and len(groups) > done) or done >= 10
 
-    _wait_for(mid_write, "three videos stored")
+    wait_for(mid_write, "three videos stored")
     workers = psutil.Process(client.pid).children(recursive=True)
     client.send_signal(signal.SIGKILL)
     client.wait()
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, "worker processes outlived their client"
 
-    on_disk = _groups(store)
+    on_disk = stored_groups(store)
     visible = FeatureStore(store, mode="r").complete_attrs()
     assert set(visible) == {key for key, complete in on_disk.items() if complete}
     assert 3 <= len(visible) < 20, "the kill came after the run had finished"
     # What readers see is whole; a half-written group is not seen at all, nor listed by a
     # manifest rebuilt from the groups.
-    _assert_same_videos(store, reference_store, keys=visible)
+    assert_same_videos(store, reference_store, keys=visible)
     rebuilt = run_cli("status", "--store", str(store), "--rebuild", "--json")
     assert {json.loads(line)["key"] for line in rebuilt.stdout.splitlines()} == set(visible)
 
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"\nprocessed {20 - len(visible):>7}  " in resumed.stdout and f"\nskipped {len(visible):>9}  unchanged" in resumed.stdout
-    assert {row["status"] for row in _status(store).values()} == {"done"}
-    _assert_same_videos(store, reference_store)
+    assert {row["status"] for row in status_by_id(store).values()} == {"done"}
+    assert_same_videos(store, reference_store)
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_its_video_redone(face_corpus, reference_store, tmp_path):
@@ -221,7 +174,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_video_redone(face_corpus, r
                                   scheduler=cluster.scheduler_address)
         run = threading.Thread(target=lambda: summary.update(result=build_features(request, progress=False)))
         run.start()
-        _wait_for(lambda: sum(_groups(store).values()) >= 3, "three videos stored")
+        wait_for(lambda: sum(stored_groups(store).values()) >= 3, "three videos stored")
         busy = [worker for worker, keys in client.processing().items() if any(str(k).startswith("video-") for k in keys)]
         assert busy, "the kill came after the run had finished"
         pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
@@ -229,7 +182,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_video_redone(face_corpus, r
         run.join(timeout=300)
     result = summary["result"]
     assert (result.processed, result.statuses["done"]) == (20, 20)
-    _assert_same_videos(store, reference_store)
+    assert_same_videos(store, reference_store)
 
 
 def test_a_second_run_on_a_busy_store_is_refused_and_the_first_is_unharmed(face_corpus, reference_store, tmp_path):
@@ -239,12 +192,12 @@ def test_a_second_run_on_a_busy_store_is_refused_and_the_first_is_unharmed(face_
     with open(log, "w") as output:
         first = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=output, stderr=output)
     holder = store / LOCK_HOLDER
-    _wait_for(lambda: holder.is_file() and f"dfprep run {first.pid} " in holder.read_text(), "the first run to hold the store")
+    wait_for(lambda: holder.is_file() and f"dfprep run {first.pid} " in holder.read_text(), "the first run to hold the store")
     second = run_cli(*args)
     assert second.returncode == 1
     message = second.stderr.strip().splitlines()
     assert len(message) == 1 and f"is in use by dfprep run {first.pid} on " in message[0], message
     assert str(store) in message[0] and "wait for it to finish" in message[0]
     assert first.wait(timeout=300) == 0, log.read_text()[-3000:]
-    assert {row["status"] for row in _status(store).values()} == {"done"}
-    _assert_same_videos(store, reference_store)
+    assert {row["status"] for row in status_by_id(store).values()} == {"done"}
+    assert_same_videos(store, reference_store)
