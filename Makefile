@@ -1,4 +1,4 @@
-# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train MODEL=... PROFILE=...`, `make test`, `make bench`.
+# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train MODEL=... PROFILE=...`, `make test`, `make bench`, `make bench-cluster`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +13,7 @@ ARGS ?=
 SOURCE_ARGS = $(strip $(if $(COMP),--comp $(COMP)) $(if $(METHODS),--methods $(METHODS)) $(if $(SPLITS),--splits $(SPLITS)) \
 	$(if $(FFPP_ROOT),--ffpp-root $(FFPP_ROOT)) $(if $(LABELS),--labels $(LABELS)) $(if $(SEED),--seed $(SEED)))
 
-.PHONY: install features status train test bench clean
+.PHONY: install features status train test bench bench-cluster clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ test: install
 # Several minutes: the corpus is made once into bench/out/, then each side runs three times.
 bench: install
 	$(BIN)/python -m bench
+
+# 1 against 2 worker processes, 3 runs each, and a worker's peak memory on a 4K clip, into
+# BENCHMARKS.md; the clips are made once into bench/out/cluster/. Run it on a quiet machine.
+bench-cluster: install
+	$(BIN)/python -m bench.cluster $(ARGS)
 
 clean:
 	rm -rf data/demo stores
