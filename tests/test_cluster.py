@@ -3,10 +3,14 @@ processes started as a user would start them, one worker killed mid-run; and the
 choose a cluster, refused in the combinations that make no sense."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -31,16 +35,17 @@ def _stop(processes: list[subprocess.Popen]) -> None:
         process.wait(timeout=30)
 
 
-@pytest.fixture
-def deployment(tmp_path):
+@contextmanager
+def _deployment(folder: Path, scheduler_env: dict | None = None):
     """A scheduler and two single-threaded workers (each under its nanny), as separate
     processes on 127.0.0.1: (scheduler address, its dashboard, the two `dask worker` processes)."""
     address, dashboard = f"tcp://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}/status"
-    log = open(tmp_path / "dask.log", "w")
+    log = open(folder / "dask.log", "w")
     # Sessions of their own, so that a kill takes a worker's nanny and its process together.
     start = dict(cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
     processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                                   "--dashboard-address", dashboard.removeprefix("http://").removesuffix("/status")], **start)]
+                                   "--dashboard-address", dashboard.removeprefix("http://").removesuffix("/status")],
+                                  env={**os.environ, **(scheduler_env or {})}, **start)]
     try:
         for i in range(2):
             processes.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
@@ -51,6 +56,12 @@ def deployment(tmp_path):
     finally:
         _stop(processes)
         log.close()
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    with _deployment(tmp_path) as running:
+        yield running
 
 
 def test_a_worker_of_a_running_cluster_killed_mid_run_leaves_every_video_done_as_a_local_run_makes_it(
@@ -86,6 +97,46 @@ def test_a_worker_of_a_running_cluster_killed_mid_run_leaves_every_video_done_as
                            capture_output=True, text=True, timeout=300, env={**os.environ, "DASK_SCHEDULER_ADDRESS": address})
     assert rerun.returncode == 0 and f"\nprocessed {2:>7}  " in rerun.stdout, rerun.stderr[-3000:]
     assert f"\ndashboard: {dashboard}\n" in rerun.stdout, "the rerun did not run on the cluster of the environment"
+
+
+def test_a_video_whose_workers_keep_dying_ends_failed_worker_died_and_the_run_goes_on(face_corpus, tmp_path):
+    root, store = tmp_path / "root", tmp_path / "store.zarr"
+    for name in ("real/v00.mp4", "fake/v01.mp4", "real/v02.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(face_corpus / name, root / name)
+    # A FIFO nobody writes to: the worker that opens it waits there until it is killed.
+    os.mkfifo(root / "fake" / "stuck.mp4")
+    # The scheduler's own bound, as a cluster's operator sets it; one task a worker, so that
+    # each kill counts against the stuck video alone.
+    scheduler_env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1", "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0"}
+    with _deployment(tmp_path, scheduler_env) as (address, _, _):
+        args = ["features", "--dataset", "folder", "--root", str(root), "--store", str(store), *set_options(CHEAP), "--scheduler", address]
+        run = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        kills = []
+        killer = threading.Thread(target=_kill_workers_running, args=(address, "video-fake__stuck-", run, kills), daemon=True)
+        killer.start()
+        output = run.communicate(timeout=300)[0]
+        killer.join()
+    assert run.returncode == 0, output[-3000:]
+    assert len(kills) == 2, kills
+    rows = status_by_id(store)
+    assert rows.pop("fake/stuck")["error"].startswith("worker died: "), output[-3000:]
+    assert {row["status"] for row in rows.values()} == {"done"} and len(rows) == 3
+
+
+def _kill_workers_running(address: str, key_prefix: str, run: subprocess.Popen, kills: list) -> None:
+    """SIGKILL each worker process seen running a task whose key starts so, until the run ends."""
+    with Client(address, timeout="30s") as client:
+        while run.poll() is None:
+            for worker, keys in client.processing().items():
+                if any(str(key).startswith(key_prefix) for key in keys) and worker not in kills:
+                    try:
+                        pid = client.run(os.getpid, workers=[worker])[worker]
+                    except (OSError, KeyError, ValueError):
+                        continue
+                    os.kill(pid, signal.SIGKILL)
+                    kills.append(worker)
+            time.sleep(0.1)
 
 
 @pytest.mark.parametrize("options, message", [
