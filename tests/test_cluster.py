@@ -13,11 +13,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import psutil
 import pytest
+import threadpoolctl
 from distributed import Client
 
 from conftest import CHEAP, ROOT, assert_same_videos, run_cli, set_options, status_by_id, stored_groups, wait_for
+from pipeline.cluster import SINGLE_THREAD_ENV
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -41,11 +44,13 @@ def _deployment(folder: Path, scheduler_env: dict | None = None):
     processes on 127.0.0.1: (scheduler address, its dashboard, the two `dask worker` processes)."""
     address, dashboard = f"tcp://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}/status"
     log = open(folder / "dask.log", "w")
-    # Sessions of their own, so that a kill takes a worker's nanny and its process together.
-    start = dict(cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+    # Sessions of their own, so that a kill takes a worker's nanny and its process together;
+    # none of dfprep's thread settings in their environment, as on a cluster started by others.
+    environment = {name: value for name, value in os.environ.items() if name not in SINGLE_THREAD_ENV}
+    start = dict(cwd=ROOT, stdout=log, stderr=log, start_new_session=True, env=environment)
     processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
                                    "--dashboard-address", dashboard.removeprefix("http://").removesuffix("/status")],
-                                  env={**os.environ, **(scheduler_env or {})}, **start)]
+                                  **{**start, "env": {**environment, **(scheduler_env or {})}})]
     try:
         for i in range(2):
             processes.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
@@ -97,6 +102,14 @@ def test_a_worker_of_a_running_cluster_killed_mid_run_leaves_every_video_done_as
                            capture_output=True, text=True, timeout=300, env={**os.environ, "DASK_SCHEDULER_ADDRESS": address})
     assert rerun.returncode == 0 and f"\nprocessed {2:>7}  " in rerun.stdout, rerun.stderr[-3000:]
     assert f"\ndashboard: {dashboard}\n" in rerun.stdout, "the rerun did not run on the cluster of the environment"
+
+    # The worker that ran the videos, started without any thread settings, was kept to one thread.
+    with Client(address, timeout="30s") as client:
+        for threads in client.run(os.getenv, "OMP_NUM_THREADS").values():
+            assert threads == "1"
+        for pools in client.run(threadpoolctl.threadpool_info).values():
+            assert pools and {pool["num_threads"] for pool in pools} == {1}, pools
+        assert set(client.run(cv2.getNumThreads).values()) == {1}
 
 
 def test_a_video_whose_workers_keep_dying_ends_failed_worker_died_and_the_run_goes_on(face_corpus, tmp_path):

@@ -43,6 +43,7 @@ def test_a_store_on_s3_is_written_by_the_workers_and_read_back_with_plain_zarr(s
 
     result = run_cli("features", "--dataset", "folder", "--root", str(root), "--store", url, *set_options(CHEAP), "--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "\ndashboard: http://127.0.0.1:" in result.stdout, result.stdout
     rows = status_by_id(url)
     assert {row["status"] for row in rows.values()} == {"done"} and len(rows) == len(VIDEOS)
     assert not list(tmp_path.glob("**/*.zarr")), "the store was written to local disk"
