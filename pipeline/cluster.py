@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ def jobqueue_spec(kind: str, config_path: str | None) -> JobqueueSpec:
     if kind not in JOBQUEUE_CLUSTERS:
         raise ConfigError(f"--cluster {kind}: unknown; one of {', '.join(JOBQUEUE_CLUSTERS)}")
     if config_path is None:
+        _require_submit_command(kind)
         return JobqueueSpec(kind, f"dask's jobqueue.{kind} configuration")
     source = f"--cluster-config {config_path}"
     try:
@@ -83,7 +85,17 @@ def jobqueue_spec(kind: str, config_path: str | None) -> JobqueueSpec:
     if unknown:
         raise ConfigError(f"{source}: unknown {JOBQUEUE_CLUSTERS[kind]} option {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(_jobqueue_options(kind)))}")
+    _require_submit_command(kind)
     return JobqueueSpec(kind, source, options, minimum, maximum)
+
+
+def _require_submit_command(kind: str) -> None:
+    # Without it every submission fails in the background, and the run would wait for ever.
+    import dask_jobqueue
+
+    command = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[kind]).job_cls.submit_command
+    if shutil.which(command) is None:
+        raise ConfigError(f"--cluster {kind}: {command} not found on PATH; run dfprep where jobs can be submitted (a login node)")
 
 
 def _jobqueue_options(kind: str) -> set[str]:

@@ -159,11 +159,15 @@ def _kill_workers_running(address: str, key_prefix: str, run: subprocess.Popen, 
     (["--cluster", "pbs", "--cluster-config", "{cfg}"], "unknown PBSCluster option wallclock; allowed: account, cores,"),
     (["--cluster", "sge", "--cluster-config", "{adapt}"], "adapt: needs whole numbers 0 <= minimum_jobs <= maximum_jobs"),
     (["--cluster", "lsf"], "Invalid value for '--cluster': 'lsf' is not one of 'slurm', 'pbs', 'sge'"),
+    (["--cluster", "sge", "--cluster-config", "{good}"], "--cluster sge: qsub not found on PATH; run dfprep where jobs can be submitted"),
 ])
-def test_cluster_options_that_make_no_sense_are_one_line_and_exit_2(tmp_path, options, message):
+def test_cluster_options_that_make_no_sense_are_one_line_and_exit_2(tmp_path, monkeypatch, options, message):
+    # No queue's commands: a machine that cannot submit jobs.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (tmp_path / "good.yaml").write_text("cores: 4\nmemory: 8GB\n")
     (tmp_path / "bad.yaml").write_text("cores: 4\nwallclock: '01:00:00'\n")
     (tmp_path / "adapt.yaml").write_text("cores: 4\nadapt: {minimum_jobs: 3, maximum_jobs: 2}\n")
-    options = [option.format(cfg=tmp_path / "bad.yaml", adapt=tmp_path / "adapt.yaml") for option in options]
+    options = [option.format(cfg=tmp_path / "bad.yaml", adapt=tmp_path / "adapt.yaml", good=tmp_path / "good.yaml") for option in options]
     result = run_cli("features", "--dataset", "folder", "--root", str(tmp_path / "none"), "--store", str(tmp_path / "s.zarr"), *options)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
