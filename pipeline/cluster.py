@@ -134,10 +134,3 @@ def jobqueue_cluster(spec: JobqueueSpec):
     cluster.adapt(minimum_jobs=spec.minimum_jobs, maximum_jobs=spec.maximum_jobs)
     return cluster
 
-
-def dashboard_address(client) -> str:
-    """The dashboard of the client's scheduler, or why there is none."""
-    try:
-        return client.dashboard_link
-    except KeyError:
-        return "none (the scheduler runs without one)"

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
-from pipeline.cluster import ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, dashboard_address, jobqueue_cluster
+from pipeline.cluster import ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, jobqueue_cluster
 from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
@@ -137,7 +137,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
     with _client(request.workers, request.scheduler, request.cluster, request.profile) as client:
         client.register_plugin(SingleThreaded())
         if on_dashboard:
-            on_dashboard(dashboard_address(client))
+            on_dashboard(client.dashboard_link)
         futures = client.map(
             process_video, work, store_url=store.url, profile=request.profile, timeout_s=request.video_timeout_s,
             key=[f"video-{item.key}" for item in work], pure=False,
