@@ -172,3 +172,24 @@ def test_cluster_options_that_make_no_sense_are_one_line_and_exit_2(tmp_path, mo
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_jobqueue_jobs_start_single_threaded_workers_of_this_interpreter(tmp_path, monkeypatch):
+    from pipeline.cluster import jobqueue_cluster, jobqueue_spec
+
+    config = tmp_path / "pbs.yaml"
+    config.write_text("cores: 4\nmemory: 8GB\njob_script_prologue: ['module load ffmpeg']\nadapt: {maximum_jobs: 3}\n")
+    # qsub need only be found, never run: the cluster submits no job before work waits.
+    (tmp_path / "qsub").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "qsub").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    spec = jobqueue_spec("pbs", str(config))
+    assert (spec.minimum_jobs, spec.maximum_jobs) == (0, 3)
+    with jobqueue_cluster(spec) as cluster:
+        script = cluster.job_script()
+        assert cluster.dashboard_link.startswith("http")
+    lines = script.splitlines()
+    exports = [f"export {name}={value}" for name, value in SINGLE_THREAD_ENV.items()]
+    assert lines[lines.index(exports[0]): lines.index(exports[0]) + len(exports) + 1] == [*exports, "module load ffmpeg"]
+    assert f"{sys.executable} -m distributed.cli.dask_worker" in script
+    assert "--nthreads 1 " in script and "--nworkers 4 " in script
