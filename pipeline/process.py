@@ -8,6 +8,7 @@ import datetime
 import functools
 import os
 import resource
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,17 +96,43 @@ def process_video(item: WorkItem, store_url: str, profile: Profile, timeout_s: f
 @contextmanager
 def parent_of_forked_workers(profile: Profile):
     """This process ready to fork workers for the profile: its models loaded, for the children
-    to inherit, and OpenCV's thread pool emptied while children may fork (a local cluster
-    restarts dead workers at any time): a child that inherits a pool without its threads
-    hangs or crashes at its first OpenCV call."""
+    to inherit; OpenCV's thread pool emptied while children may fork (a local cluster
+    restarts dead workers at any time), since a child that inherits a pool without its
+    threads hangs or crashes at its first OpenCV call; and every child made to end with it."""
+    global _forking_parent
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     if profile.needs_face:
         faces.load_models(profile.faces)
+    _forking_parent = os.getpid()
     try:
         yield
     finally:
+        _forking_parent = None
         cv2.setNumThreads(threads)
+
+
+_forking_parent: int | None = None
+
+
+def _end_with_the_forking_parent() -> None:
+    """In a child forked under `parent_of_forked_workers`: exit once the parent is gone. Dask's
+    own check, a pipe the parent holds open, fails under fork: workers forked side by side
+    inherit each other's pipe ends and keep each other alive after a `kill -9` of the client."""
+    global _forking_parent
+    parent, _forking_parent = _forking_parent, None
+    if parent is None:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dfprep-parent-watch", daemon=True).start()
+
+
+os.register_at_fork(after_in_child=_end_with_the_forking_parent)
 
 
 def _compute(store: FeatureStore, stored: dict | None, item: WorkItem, profile: Profile, trace: Trace):
