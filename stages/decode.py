@@ -216,7 +216,7 @@ def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoIn
     scale, k_rot90 = _frame_scale(info, config), info.rotation // 90
     frames: np.ndarray | None = None
     timestamps: list = [None] * len(wanted)
-    found = 0
+    filled = np.zeros(len(wanted), bool)
     try:
         with _open(path) as container:
             stream = _video_stream(container)
@@ -228,19 +228,20 @@ def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoIn
                     codec.skip_frame = "DEFAULT" if needed else "NONREF"
                 for frame in packet.decode():
                     slot = slot_of.get(number_of.get(frame.pts, -1))
-                    if slot is None:
+                    # A slot filled twice (a decoder repeating a timestamp) would leave another
+                    # unfilled behind a full count.
+                    if slot is None or filled[slot]:
                         continue
                     rgb = _to_rgb(frame, scale, k_rot90, frames[slot] if frames is not None else None)
                     if frames is None:
                         frames = np.empty((len(wanted), *rgb.shape), np.uint8)
                         frames[slot] = rgb
-                    timestamps[slot] = frame.time
-                    found += 1
-                if found == len(wanted):
+                    timestamps[slot], filled[slot] = frame.time, True
+                if filled.all():
                     break
     except av.error.FFmpegError:
         return None
-    if found < len(wanted):
+    if not filled.all():
         return None
     return frames, _timestamps(timestamps, wanted, info.fps), int(wanted[-1])
 
