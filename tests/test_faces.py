@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -121,3 +122,27 @@ def test_similarity_fit_matches_scikit_image():
     angle, scale, shift = 0.3, 1.7, np.array([5.0, -2.0])
     rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     np.testing.assert_allclose(faces._similarity(source, source @ rotation.T + shift), np.c_[rotation, shift], atol=1e-9)
+
+
+def test_the_cached_detector_finds_what_dlibs_own_finds(smooth_face, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = faces.model_cache_dir() / f"frontal_face_detector-dlib-{faces.dlib.__version__}.svm"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"cut short")  # a file left by a run that died while writing it
+    frames = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in smooth_face[0].frames_thw3[::12]]
+    builtin = faces.dlib.get_frontal_face_detector()
+    faces._hog_detector.cache_clear()
+    try:
+        rebuilt = faces._hog_detector()
+        assert cached.stat().st_size > 100_000, "the cut-short file was not replaced"
+        faces._hog_detector.cache_clear()
+        loaded = faces._hog_detector()
+    finally:
+        faces._hog_detector.cache_clear()
+    assert loaded is not rebuilt
+    for frame in frames:
+        expected = builtin.run(frame, 0, 0.0)
+        assert expected[0], "the test frames must hold a face"
+        for detector in (rebuilt, loaded):
+            rects, scores, kinds = detector.run(frame, 0, 0.0)
+            assert list(rects) == list(expected[0]) and scores == pytest.approx(expected[1]) and list(kinds) == list(expected[2])
