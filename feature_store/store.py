@@ -26,7 +26,9 @@ VIDEOS = "videos"
 LOCK, LOCK_HOLDER = ".dfprep.lock", ".dfprep.lock.holder"
 # Arrays with a frame axis are chunked along it; the rest are one chunk.
 FRAME_AXIS_ARRAYS = ("frames", "flow")
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
+# Flow and the small arrays: LZ4 on bit planes writes float16 flow at 1 GB/s and reads it at
+# 2 GB/s, two and three times Blosc-zstd's speeds, for 10% more bytes (1.39x against 1.53x).
+_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 # Images (T, H, W, 3) uint8: the row-delta filter brings them to PNG's size at 5x its read speed.
 _IMAGE_FILTERS, _IMAGE_COMPRESSOR = [RowDelta(axis=1)], ZstdCodec(level=1)
 

@@ -197,6 +197,9 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         # instead of each starting an interpreter and loading them again (seconds a run), and
         # end as fast. The store lock's descriptor is closed in the children (filelock >= 4).
         "distributed.worker.multiprocessing-method": "fork" if fork else "spawn",
+        # Dask's sampling profiler walks each worker's stack every 10 ms, 2-3% of a core, to
+        # show what the store's per-video stage timings already say.
+        "distributed.worker.profile.enabled": False,
     }
     # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
     with contextlib.ExitStack() as stack:
