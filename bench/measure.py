@@ -100,7 +100,8 @@ def bare_stage_costs(store_path: Path, corpus: dict[str, Path]) -> dict[str, flo
         for name, data in arrays.items():
             source = group[name]
             array = target.create_array(name, shape=data.shape, dtype=data.dtype, chunks=source.chunks,
-                                        filters=source.filters, compressors=source.compressors)
+                                        filters=source.filters, compressors=source.compressors,
+                                        config={"write_empty_chunks": True})
             array[...] = data
         costs["write"] += time.perf_counter() - started
     return costs
