@@ -29,15 +29,19 @@ ADAPT_KEYS = ("minimum_jobs", "maximum_jobs")
 class SingleThreaded(WorkerPlugin):
     """Keeps every worker of the run to one thread, whoever started it (a `dask worker` of a
     running cluster has none of SINGLE_THREAD_ENV): pools already started are shrunk, and the
-    environment is set for libraries loaded later (torch reads it when first imported)."""
+    environment is set for libraries loaded later (torch reads it when first imported).
+    Zarr compresses on one thread of its own, not a pool of its default size a worker (six on
+    two cores), started at the worker's first write."""
 
     name = "dfprep-single-threaded"
 
     def setup(self, worker) -> None:
         import cv2
+        import zarr
         from threadpoolctl import threadpool_limits
 
         os.environ.update(SINGLE_THREAD_ENV)
+        zarr.config.set({"threading.max_workers": 1})
         threadpool_limits(1)
         cv2.setNumThreads(1)
         if "torch" in sys.modules:

@@ -17,6 +17,7 @@ import cv2
 import psutil
 import pytest
 import threadpoolctl
+import zarr
 from distributed import Client
 
 from conftest import CHEAP, ROOT, assert_same_videos, run_cli, set_options, status_by_id, stored_groups, wait_for
@@ -110,6 +111,8 @@ def test_a_worker_of_a_running_cluster_killed_mid_run_leaves_every_video_done_as
         for pools in client.run(threadpoolctl.threadpool_info).values():
             assert pools and {pool["num_threads"] for pool in pools} == {1}, pools
         assert set(client.run(cv2.getNumThreads).values()) == {1}
+        # A lambda, read in the worker: a bound `zarr.config.get` would travel with this process's config.
+        assert set(client.run(lambda: zarr.config.get("threading.max_workers")).values()) == {1}
 
 
 def test_a_video_whose_workers_keep_dying_ends_failed_worker_died_and_the_run_goes_on(face_corpus, tmp_path):
