@@ -129,6 +129,10 @@ Farneback {bare['flow']:.1f} s on the same crops, writes {bare['write']:.1f} s w
 {ideal_wall:.1f} s on {s['workers']} cores. dfprep searches most frames only around the face found before, so
 its detection costs less than the bare full-frame calls.
 
+The loader lines: `StoreClipDataset` (clips of 16 crops, batches of 8) and a `Dataset` of the baseline's PNG
+files read with `cv2.imread` (batches of 128), each through `DataLoader(num_workers=2, persistent_workers=True)`;
+an epoch goes 8 times over the data in random order, one epoch warms up and three are timed.
+
 The torch flow backend (`--set flow.backend=torch`: OpenCV's Farneback as batched torch operations, for
 GPUs) on the same {s['torch_flow']['pairs']} crop pairs, on {s['torch_flow']['torch_device']}: {1000 * s['torch_flow']['torch_s'] / s['torch_flow']['pairs']:.1f} ms a pair against
 cv2's {1000 * s['torch_flow']['cv2_s'] / s['torch_flow']['pairs']:.1f} ms, one thread each. {_gpu_note(s['torch_flow'])}
