@@ -200,6 +200,11 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         # Dask's sampling profiler walks each worker's stack every 10 ms, 2-3% of a core, to
         # show what the store's per-video stage timings already say.
         "distributed.worker.profile.enabled": False,
+        # Each process's event loop woke 50 times a second to time itself and twice to read
+        # the system's counters, taking the core from the other worker's video: two workers
+        # ran 4% slower (bench.cluster). Only the dashboard's graphs update less often.
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "2s",
     }
     # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
     with contextlib.ExitStack() as stack:
