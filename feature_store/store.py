@@ -16,9 +16,9 @@ import filelock
 import fsspec
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec
 
-from feature_store.codecs import RowDelta
+from feature_store import frames
 from stages.errors import StoreError, StoreLocked
 
 COMPLETE = "dfprep_complete"
@@ -29,8 +29,6 @@ FRAME_AXIS_ARRAYS = ("frames", "flow")
 # Flow and the small arrays: LZ4 on bit planes writes float16 flow at 1 GB/s and reads it at
 # 2 GB/s, two and three times Blosc-zstd's speeds, for 10% more bytes (1.39x against 1.53x).
 _COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-# Images (T, H, W, 3) uint8: the row-delta filter brings them to PNG's size at 5x its read speed.
-_IMAGE_FILTERS, _IMAGE_COMPRESSOR = [RowDelta(axis=1)], ZstdCodec(level=1)
 
 # Every chunk written holds data: zarr's check of each one against the fill value, a compare
 # of the whole chunk that would let it skip an empty one, costs 5% of a worker's time.
@@ -125,8 +123,8 @@ class FeatureStore:
         image = data.dtype == np.uint8 and data.ndim == 4 and data.shape[-1] == 3
         array = group.create_array(
             name, shape=data.shape, dtype=data.dtype, chunks=chunks, overwrite=True,
-            filters=_IMAGE_FILTERS if image else None,
-            compressors=_IMAGE_COMPRESSOR if image else _COMPRESSOR,
+            filters=frames.FILTERS if image else None,
+            compressors=frames.COMPRESSOR if image else _COMPRESSOR,
             config=_WRITE_CONFIG,
         )
         if data.size:
