@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.dataset import ClipSpec, StoreClipDataset
+from trainer.dataset import ClipSpec, StoreClipDataset, batch_loader
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,33 @@ def test_videos_too_short_for_a_sample_are_listed_not_dropped(demo_store):
     dataset = StoreClipDataset(str(demo_store), ClipSpec(clip_length=20), splits=("test",))
     assert len(dataset) == 0
     assert len(dataset.excluded) == 8 and "needs 20" in dataset.excluded[0][1]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ClipSpec(clip_length=16, flow="raw"),
+        ClipSpec(clip_length=5, flow="hsv", size=(112, 112)),
+        ClipSpec(clip_length=8, frame_step=2, size=(224, 224)),
+        ClipSpec(clip_length=4, groups=2, flow="raw", flow_per_frame=True),
+    ],
+)
+def test_batched_loader_serves_the_batches_of_a_plain_dataloader(demo_store, spec):
+    dataset = StoreClipDataset(str(demo_store), spec, splits=None)
+    plain = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=0)
+    batched = batch_loader(dataset, range(len(dataset)), 3, workers=2)
+    pairs = list(zip(plain, batched, strict=True))
+    assert len(pairs) == -(-len(dataset) // 3)
+    for expected, batch in pairs:
+        assert batch.keys() == expected.keys() and batch["video_id"] == expected["video_id"]
+        for name in set(expected) - {"video_id"}:
+            assert batch[name].dtype == expected[name].dtype and torch.equal(batch[name], expected[name]), name
+
+
+def test_batched_reads_apply_the_transform_to_each_item(demo_store):
+    def flip(item):
+        return {**item, "frames": item["frames"].flip(-1)}
+
+    plain = StoreClipDataset(str(demo_store), ClipSpec(clip_length=16), splits=("val",))
+    flipped = StoreClipDataset(str(demo_store), ClipSpec(clip_length=16), splits=("val",), transform=flip)
+    assert torch.equal(flipped[[0, 2]]["frames"], plain[[0, 2]]["frames"].flip(-1))

@@ -14,7 +14,7 @@ import torch
 
 from stages.errors import ConfigError
 from trainer import checkpoint
-from trainer.dataset import StoreClipDataset, open_split
+from trainer.dataset import StoreClipDataset, batch_loader, open_split
 from trainer.detector import Detector
 from trainer.metrics import SHARE_GRID, Scores, binary_metrics, choose_threshold, per_video, roc_points
 from viz.curves import roc_png, training_curves_png
@@ -41,10 +41,9 @@ def loader(dataset: StoreClipDataset, batch_size: int, workers: int, generator: 
     """Shuffled when given a generator (training), in order otherwise. A last batch of one
     sample is dropped in training: batch norm cannot normalise a single value."""
     shuffle = generator is not None
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
-        drop_last=shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1,
-    )
+    order = torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle else range(len(dataset))
+    return batch_loader(dataset, order, batch_size, workers, generator=generator,
+                        drop_last=shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1)
 
 
 def to_inputs(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
