@@ -19,7 +19,7 @@ import zarr
 from feature_store import FeatureStore
 from stages import faces
 from stages.faces import model_path
-from trainer.dataset import ClipSpec, StoreClipDataset
+from trainer.dataset import ClipSpec, StoreClipDataset, batch_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,15 +140,14 @@ def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: i
     the next, a stall a training set of real size hardly sees."""
     dataset = StoreClipDataset(str(store), ClipSpec(clip_length=16), splits=None)
     pngs = _PngFolder(sorted(png_folder.rglob("*.png")))
-    options = {"num_workers": workers, "persistent_workers": True}
 
-    def loader(data, batch_size):
-        sampler = torch.utils.data.RandomSampler(data, num_samples=passes * len(data))
-        return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=sampler, **options)
+    def sampler(data):
+        return torch.utils.data.RandomSampler(data, num_samples=passes * len(data))
 
+    png_loader = torch.utils.data.DataLoader(pngs, batch_size=128, sampler=sampler(pngs), num_workers=workers, persistent_workers=True)
     return {
-        "store": _crops_per_s(loader(dataset, 8), 16),
-        "png": _crops_per_s(loader(pngs, 128), 1),
+        "store": _crops_per_s(batch_loader(dataset, sampler(dataset), 8, workers, persistent_workers=True), 16),
+        "png": _crops_per_s(png_loader, 1),
         "store_crops": len(dataset) * 16,
         "png_crops": len(pngs),
     }
