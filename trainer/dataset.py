@@ -106,7 +106,7 @@ class StoreClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int | list[int]) -> dict:
         """One item for an index; for a list of indices, the batch default_collate would make
-        of their items, read in one go (see `loader`)."""
+        of their items, read in one go (see `batch_loader`)."""
         if not isinstance(index, (list, tuple)):
             item = self._read([int(index)], shared=False)
             item = {name: value[0] for name, value in item.items()}
