@@ -68,3 +68,14 @@ def test_a_store_on_s3_is_written_by_the_workers_and_read_back_with_plain_zarr(s
     assert rerun.returncode == 0 and f"\nskipped {len(VIDEOS):>9}  unchanged" in rerun.stdout, rerun.stdout
     summary = run_cli("status", "--store", url)
     assert summary.returncode == 0 and "done" in summary.stdout, summary.stderr
+
+    # The loader reads `frames` chunks itself, not through zarr: from object storage too.
+    from trainer.dataset import ClipSpec, StoreClipDataset
+
+    dataset = StoreClipDataset(url, ClipSpec(clip_length=2), splits=None)
+    assert len(dataset) > 0
+    batch = dataset[list(range(len(dataset)))]
+    for frames, frame_index, video_id in zip(batch["frames"], batch["frame_index"], batch["video_id"], strict=True):
+        expected = local[f"videos/{rows[video_id]['key']}"]
+        positions = np.flatnonzero(np.isin(expected["frame_index"][...], frame_index.numpy()))
+        np.testing.assert_array_equal(frames.numpy(), expected["frames"][positions].transpose(0, 3, 1, 2))
