@@ -4,6 +4,7 @@ stage's work, loader throughput, and what both leave on disk."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -132,9 +133,10 @@ class _PngFolder(torch.utils.data.Dataset):
         return torch.from_numpy(cv2.cvtColor(cv2.imread(str(self.files[index])), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
 
 
-def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: int = 8) -> dict[str, float]:
+def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: int = 8, rounds: int = 3) -> dict[str, float]:
     """Crops a second served to a training loop with `workers` persistent loader processes,
-    from a warm store and from the baseline's PNG files: one epoch to warm up, three timed.
+    from a warm store and from the baseline's PNG files: an epoch of each to warm up, then
+    `rounds` rounds of an epoch of the store and an epoch of PNG files; the median round.
     An epoch goes `passes` times over the data in random order: the bench corpus makes only
     7 batches of clips and 2 of PNG files, and at each epoch's end the loader workers wait for
     the next, a stall a training set of real size hardly sees."""
@@ -144,22 +146,28 @@ def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: i
     def sampler(data):
         return torch.utils.data.RandomSampler(data, num_samples=passes * len(data))
 
-    png_loader = torch.utils.data.DataLoader(pngs, batch_size=128, sampler=sampler(pngs), num_workers=workers, persistent_workers=True)
+    loaders = {
+        "store": (batch_loader(dataset, sampler(dataset), 8, workers, persistent_workers=True), 16),
+        "png": (torch.utils.data.DataLoader(pngs, batch_size=128, sampler=sampler(pngs), num_workers=workers, persistent_workers=True), 1),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in loaders}
+    for round_ in range(rounds + 1):
+        for name, (loader, crops_per_item) in loaders.items():
+            rate = _crops_per_s(loader, crops_per_item)
+            if round_:
+                rates[name].append(rate)
     return {
-        "store": _crops_per_s(batch_loader(dataset, sampler(dataset), 8, workers, persistent_workers=True), 16),
-        "png": _crops_per_s(png_loader, 1),
+        **{name: statistics.median(values) for name, values in rates.items()},
+        **{f"{name}_rounds": values for name, values in rates.items()},
         "store_crops": len(dataset) * 16,
         "png_crops": len(pngs),
     }
 
 
 def _crops_per_s(loader, crops_per_item: int) -> float:
-    for _ in loader:
-        pass
     started, count = time.perf_counter(), 0
-    for _ in range(3):
-        for batch in loader:
-            count += len(batch["frames"] if isinstance(batch, dict) else batch) * crops_per_item
+    for batch in loader:
+        count += len(batch["frames"] if isinstance(batch, dict) else batch) * crops_per_item
     return count / (time.perf_counter() - started)
 
 

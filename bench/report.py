@@ -131,7 +131,9 @@ its detection costs less than the bare full-frame calls.
 
 The loader lines: `StoreClipDataset` (clips of 16 crops, batches of 8) and a `Dataset` of the baseline's PNG
 files read with `cv2.imread` (batches of 128), each through `DataLoader(num_workers=2, persistent_workers=True)`;
-an epoch goes 8 times over the data in random order, one epoch warms up and three are timed.
+an epoch goes 8 times over the data in random order; after an epoch of each to warm up, three rounds of one
+epoch of each, alternating, and the median round (store rounds {' / '.join(f'{r:.0f}' for r in loader['store_rounds'])}, PNG rounds
+{' / '.join(f'{r:.0f}' for r in loader['png_rounds'])}). The store side goes through `trainer.dataset.batch_loader`.
 
 The torch flow backend (`--set flow.backend=torch`: OpenCV's Farneback as batched torch operations, for
 GPUs) on the same {s['torch_flow']['pairs']} crop pairs, on {s['torch_flow']['torch_device']}: {1000 * s['torch_flow']['torch_s'] / s['torch_flow']['pairs']:.1f} ms a pair against
