@@ -37,11 +37,11 @@ def read_planar(windows: Sequence[tuple[zarr.Array, range]], out: np.ndarray) ->
     blobs = _fetch([array.store_path / array.metadata.encode_chunk_key((chunk, 0, 0, 0)) for _, chunk, array in pieces])
     for (k, chunk, array), blob in zip(pieces, blobs):
         _decompress_chunk(array, chunk, blob, windows[k][1], out[k])
+    # One pass over the whole batch is the fast way; the other windows are filled after it.
+    undo_row_delta(out.reshape(-1, *out.shape[-2:]), axis=1)
     for k, (array, rows) in enumerate(windows):
         if not fast[k]:
             out[k] = array[rows.start : rows.stop : rows.step].transpose(0, 3, 1, 2)
-    for first, last in _runs(fast):
-        undo_row_delta(out[first:last].reshape(-1, *out.shape[-2:]), axis=1)
 
 
 def is_planar(array: zarr.Array) -> bool:
@@ -80,22 +80,10 @@ def _decompress_chunk(array: zarr.Array, chunk: int, blob: np.ndarray | None, ro
     size = array.chunks[0]
     first = chunk * size
     wanted = [i for i, row in enumerate(rows) if first <= row < first + size]
-    if blob is None:  # never written (stores from before every chunk was): the fill value, 0
+    if blob is None:  # a chunk never written holds the fill value
         out[wanted] = 0
     elif rows.step == 1 and len(wanted) == size:
         numcodecs.Zstd().decode(blob, out=out[wanted[0] : wanted[0] + size].reshape(-1))
     else:
         planes = np.frombuffer(numcodecs.Zstd().decode(blob), np.uint8).reshape(size, *out.shape[1:])
         out[wanted] = planes[[rows[i] - first for i in wanted]]
-
-
-def _runs(flags: list[bool]) -> list[tuple[int, int]]:
-    """(first, last + 1) of each run of True."""
-    runs, start = [], None
-    for i, flag in enumerate([*flags, False]):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            runs.append((start, i))
-            start = None
-    return runs
