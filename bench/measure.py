@@ -133,10 +133,12 @@ class _PngFolder(torch.utils.data.Dataset):
         return torch.from_numpy(cv2.cvtColor(cv2.imread(str(self.files[index])), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
 
 
-def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: int = 8, rounds: int = 3) -> dict[str, float]:
+def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: int = 8, rounds: int = 5) -> dict[str, float]:
     """Crops a second served to a training loop with `workers` persistent loader processes,
     from a warm store and from the baseline's PNG files: an epoch of each to warm up, then
-    `rounds` rounds of an epoch of the store and an epoch of PNG files; the median round.
+    `rounds` rounds of an epoch of the store and an epoch of PNG files; the median round, and
+    the median of each round's ratio, store to PNG: the two epochs of a round run within
+    seconds of each other, so a slow spell of this shared machine weighs on both.
     An epoch goes `passes` times over the data in random order: the bench corpus makes only
     7 batches of clips and 2 of PNG files, and at each epoch's end the loader workers wait for
     the next, a stall a training set of real size hardly sees."""
@@ -159,6 +161,7 @@ def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: i
     return {
         **{name: statistics.median(values) for name, values in rates.items()},
         **{f"{name}_rounds": values for name, values in rates.items()},
+        "ratio": statistics.median(store / png for store, png in zip(rates["store"], rates["png"])),
         "store_crops": len(dataset) * 16,
         "png_crops": len(pngs),
     }

@@ -1,4 +1,5 @@
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,28 @@ def test_sampled_frames_carry_their_source_index(tmp_path):
     assert [videos.read_index(f) for f in decoded.frames_thw3] == decoded.frame_index.tolist()
     assert decoded.clip_index.tolist() == [0] * 8 + [1] * 8 + [2] * 8
     np.testing.assert_allclose(decoded.timestamps_s, decoded.frame_index / 25, atol=1e-6)
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="page flags are read from /proc/self/smaps (Linux only)")
+def test_sampled_frames_sit_on_small_pages(tmp_path):
+    # Fresh huge pages for a video's frames stall on memory compaction (see decode._frames_buffer).
+    path = videos.lossless(tmp_path / "index.mp4", videos.index_frames(40))
+    for config in (DecodeConfig(), DecodeConfig(seek="always")):  # both ways of reading frames
+        frames = decode_clips(path, SamplingConfig(clips=2, clip_length=8), config).frames_thw3
+        assert "nh" in _vm_flags(frames.ctypes.data)
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's flags for the mapping that holds `address`."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        first = line.split()[0]
+        if "-" in first and ":" not in first:
+            start, end = (int(v, 16) for v in first.split("-"))
+            inside = start <= address < end
+        elif inside and first == "VmFlags:":
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
 
 
 def test_seeking_returns_exactly_the_frames_of_a_full_decode(tmp_path):
