@@ -8,10 +8,11 @@ import sys
 
 import click
 
+from feature_store.schema import Status
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.sources import SOURCES
 from pipeline.sources.base import SourceOptions
-from stages.errors import ConfigError, Diverged, StoreLocked
+from stages.errors import ConfigError, Diverged, StoreError, StoreLocked
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,7 +71,7 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
     )
     summary = build_features(request, on_inventory=_print_inventory, on_dashboard=lambda link: click.echo(f"dashboard: {link}"))
     click.echo(summary.table())
-    if strict and summary.statuses["failed"]:
+    if strict and summary.statuses[Status.FAILED]:
         sys.exit(1)
 
 
@@ -91,7 +92,7 @@ def status(store, as_json, rebuild):
     rows = status_rows(store, rebuild)
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, sort_keys=True))
+            click.echo(json.dumps(row.to_json(), sort_keys=True))
     else:
         click.echo(status_text(rows))
 
@@ -226,8 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         click.echo(f"dfprep: error: {exc}", err=True)
         sys.exit(2)
-    except (StoreLocked, Diverged) as exc:
-        click.echo(f"dfprep: {exc}", err=True)
+    except (StoreLocked, StoreError, Diverged) as exc:
+        click.echo(f"dfprep: error: {exc}", err=True)
         sys.exit(1)
 
 

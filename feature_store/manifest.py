@@ -1,64 +1,73 @@
-"""The manifest: one CSV row a video (pandas.read_csv reads it), rebuilt from the groups at will."""
+"""The store's index, `manifest.csv`: one row a video (pandas.read_csv reads it), carrying what
+planning, `status`, `export` and the Dataset need, so that each reads this one file instead of
+every group. Written atomically; rebuilt from the groups when missing or left stale by a run
+that died."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+from collections.abc import Iterable
 
+from feature_store.schema import INDEX, INDEX_STATE, IndexRow
 from feature_store.store import FeatureStore
 
-MANIFEST = "manifest.csv"
-COLUMNS = (
-    "video_id", "key", "label", "split", "dataset", "status", "error",
-    "n_frames", "n_flows", "face_found", "profile", "source_path", "updated_at", "extra",
-)
+CLEAN, WRITING = "clean", "writing"
 
 
-def row_from_attrs(key: str, attrs: dict) -> dict:
-    counts = attrs.get("counts", {})
-    return {
-        "video_id": attrs["video_id"],
-        "key": key,
-        "label": attrs["label"],
-        "split": attrs["split"],
-        "dataset": attrs["dataset"],
-        "status": attrs["status"],
-        "error": attrs.get("error") or "",
-        "n_frames": counts.get("frames", 0),
-        "n_flows": counts.get("flows", 0),
-        "face_found": counts.get("face_found", 0),
-        "profile": attrs.get("profile", ""),
-        "source_path": attrs.get("source_path", ""),
-        "updated_at": attrs.get("updated_at", ""),
-        "extra": attrs.get("extra", {}),
-    }
-
-
-def write(store: FeatureStore, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in sorted(rows, key=lambda row: row["video_id"]):
-        writer.writerow({**row, "extra": json.dumps(row["extra"], sort_keys=True)})
-    store.write_text(MANIFEST, buffer.getvalue())
-
-
-def read(store: FeatureStore) -> list[dict] | None:
-    """Rows as written, with label and counts as ints; None when there is no manifest."""
-    text = store.read_text(MANIFEST)
+def read(store: FeatureStore) -> list[IndexRow] | None:
+    """The rows as written; None when there is no index."""
+    text = store.read_text(INDEX)
     if text is None:
         return None
-    rows = list(csv.DictReader(io.StringIO(text)))
-    for row in rows:
-        for column in ("label", "n_frames", "n_flows", "face_found"):
-            row[column] = int(row[column])
-        row["extra"] = json.loads(row["extra"])
+    return [IndexRow.from_csv(row) for row in csv.DictReader(io.StringIO(text))]
+
+
+def write(store: FeatureStore, rows: Iterable[IndexRow]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=IndexRow.COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(row.to_csv() for row in sorted(rows, key=lambda row: row.video_id))
+    store.write_text(INDEX, buffer.getvalue())
+
+
+def from_groups(store: FeatureStore) -> list[IndexRow]:
+    """Rows of the complete groups: one listing, then every group's metadata read at once."""
+    return [IndexRow(key, entry, generation) for key, (entry, generation) in store.entries(store.keys()).items()]
+
+
+def is_current(store: FeatureStore) -> bool:
+    """Whether the index is there and no run was writing it (a running run, or a dead one)."""
+    state = store.root.attrs.get(INDEX_STATE, {})
+    return state.get("state", CLEAN) == CLEAN and store.read_text(INDEX) is not None
+
+
+def load(store: FeatureStore) -> list[IndexRow]:
+    """The index for a reader: as written when current, else rebuilt from the groups (in
+    memory; `status --rebuild` or the next run saves it)."""
+    if is_current(store):
+        return read(store) or []
+    return from_groups(store)
+
+
+def rebuild(store: FeatureStore) -> list[IndexRow]:
+    """Rows from the groups, written back as the index, which is then current."""
+    rows = from_groups(store)
+    write(store, rows)
+    store.set_root_attrs({INDEX_STATE: {"state": CLEAN}})
     return rows
 
 
-def rebuild(store: FeatureStore) -> list[dict]:
-    """Rows from the complete groups alone, written back as the manifest."""
-    rows = [row_from_attrs(key, attrs) for key, attrs in store.complete_attrs().items()]
+def begin_run(store: FeatureStore, run_id: str) -> list[IndexRow]:
+    """A run's starting rows (rebuilt if the index is missing or stale); the index is marked
+    as being written until `end_run`, so that a run that dies leaves it marked stale."""
+    rows = read(store) if is_current(store) else None
+    if rows is None:
+        rows = from_groups(store)
+    store.set_root_attrs({INDEX_STATE: {"state": WRITING, "run_id": run_id}})
+    return rows
+
+
+def end_run(store: FeatureStore, rows: Iterable[IndexRow]) -> None:
     write(store, rows)
-    return read(store)
+    store.set_root_attrs({INDEX_STATE: {"state": CLEAN}})

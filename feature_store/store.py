@@ -1,5 +1,6 @@
-"""The Zarr v3 feature store: one group per video under `videos/<key>`, made visible by a
-completion flag in the group's attributes, written last."""
+"""The Zarr v3 feature store, format 2 (docs/STORE.md): one group per video under
+`videos/<key>`, each array one shard of standard codecs, and a completion record written last
+that names every array; readers verify it and never see half a video or zeros."""
 
 from __future__ import annotations
 
@@ -10,144 +11,200 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
 import fsspec
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.storage import LocalStore
 
 from feature_store import frames
-from stages.errors import StoreError, StoreLocked
+from feature_store.schema import (
+    COMPLETE, FORMAT, FORMAT_ATTR, GENERATION, TRACK, VIDEOS, ArrayData, ArrayKind, IndexRow, VideoEntry,
+)
+from stages.errors import StoreError, StoreFormatError, StoreLocked
 
-COMPLETE = "dfprep_complete"
-VIDEOS = "videos"
 LOCK, LOCK_HOLDER = ".dfprep.lock", ".dfprep.lock.holder"
-# Arrays with a frame axis are chunked along it; the rest are one chunk.
-FRAME_AXIS_ARRAYS = ("frames", "flow")
-# Flow and the small arrays: LZ4 on bit planes writes float16 flow at 1 GB/s and reads it at
-# 2 GB/s, two and three times Blosc-zstd's speeds, for 10% more bytes (1.39x against 1.53x).
-_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-
 # Every chunk written holds data: zarr's check of each one against the fill value, a compare
 # of the whole chunk that would let it skip an empty one, costs 5% of a worker's time.
 _WRITE_CONFIG = {"write_empty_chunks": True}
+_ERRORS = (OSError, ValueError, KeyError, zarr.errors.BaseZarrError)
 
 
 class FeatureStore:
-    """Reads and writes a store at a local path or an fsspec URL (`s3://`, `gs://`, `file://`)."""
+    """A store at a local path or an fsspec URL (`s3://`, `gs://`, `file://`). Mode "r" opens
+    an existing store; "a" opens or creates one. A store of another format is refused with
+    what to do about it, unless `any_format` (the upgrade reads format 1 with it)."""
 
-    def __init__(self, url: str | Path, mode: str = "a"):
+    def __init__(self, url: str | Path, mode: str = "a", any_format: bool = False):
         self.url = str(url)
         try:
             self.root = zarr.open_group(self.url, mode=mode, zarr_format=3)
+            self.fs, self.path = fsspec.core.url_to_fs(self.url)
+            self.format = self.root.attrs.get(FORMAT_ATTR)
+            if self.format is None and mode != "r" and VIDEOS not in self.root:
+                self.root.update_attributes({FORMAT_ATTR: FORMAT})
+                self.format = FORMAT
         except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
             raise StoreError(f"cannot open store {self.url}: {exc}") from exc
-        self.fs, self.path = fsspec.core.url_to_fs(self.url)
+        self.format = self.format or 1
+        if self.format != FORMAT and not any_format:
+            if self.format < FORMAT:
+                raise StoreFormatError(f"store {self.url} is in format {self.format}; this dfprep reads format {FORMAT}: "
+                                       f"run `dfprep store upgrade --store {self.url}` (rewrites it in place)")
+            raise StoreFormatError(f"store {self.url} is in format {self.format}, newer than this dfprep's {FORMAT}: upgrade dfprep")
 
     @property
     def is_local(self) -> bool:
-        return "file" in self.fs.protocol or "local" in self.fs.protocol
+        return isinstance(self.root.store, LocalStore)
 
     # -- reading -------------------------------------------------------------------------
 
     def keys(self) -> list[str]:
-        """Keys of every group under videos/, complete or not."""
+        """Keys of every group under videos/, complete or not: one listing."""
         if VIDEOS not in self.root:
             return []
         return sorted(self.root[VIDEOS].group_keys())
 
-    def attrs(self, key: str) -> dict | None:
-        """The video's attributes, or None if it is absent or not complete."""
+    def entries(self, keys: list[str]) -> dict[str, tuple[VideoEntry, str]]:
+        """Entry and generation of each complete video among `keys`, their metadata files
+        read concurrently (one request each on an object store, all in flight together)."""
+        paths = [f"{self.path}/{VIDEOS}/{key}/zarr.json" for key in keys]
+        blobs = self.fs.cat(paths, on_error="return") if paths else {}
+        found = {}
+        for key, path in zip(keys, paths):
+            blob = blobs.get(path) if isinstance(blobs, dict) else None
+            if isinstance(blob, bytes | bytearray):
+                attrs = _json(blob).get("attributes", {})
+                if isinstance(attrs.get(COMPLETE), dict):
+                    found[key] = (VideoEntry.from_attrs(attrs), attrs[COMPLETE]["generation"])
+        return found
+
+    def entry(self, key: str) -> VideoEntry | None:
+        """The video's entry, or None if it is absent or not complete."""
+        found = self.entries([key])
+        return found[key][0] if key in found else None
+
+    def open_video(self, key: str, generation: str | None = None) -> StoredVideo:
+        """A complete video's arrays, verified against its completion record (and against
+        the index's `generation`, when given): one clear error on any mismatch, never zeros."""
         try:
-            attrs = self.root[f"{VIDEOS}/{key}"].attrs.asdict()
-        except (KeyError, json.JSONDecodeError, FileNotFoundError):
-            return None
-        return attrs if attrs.get(COMPLETE) else None
+            group = zarr.open_group(self.url, path=f"{VIDEOS}/{key}", mode="r", zarr_format=3)
+            attrs = group.attrs.asdict()
+        except (FileNotFoundError, *_ERRORS) as exc:
+            raise StoreError(f"{self.url}: video {key} is not in the store ({exc})") from exc
+        record = attrs.get(COMPLETE)
+        video_id = attrs.get("video_id", key)
+        if not isinstance(record, dict):
+            raise StoreError(f"{self.url}: video {video_id} ({key}) is not complete: it is being written, or its run died; "
+                             "rerun features")
+        if generation is not None and record["generation"] != generation:
+            raise StoreError(f"{self.url}: video {video_id} ({key}) was rewritten after the index was read; "
+                             "open the store again")
+        arrays = {}
+        for name, expected in record["arrays"].items():
+            try:
+                array = group[name]
+                size = self._object_size(array)
+            except (FileNotFoundError, *_ERRORS):
+                array, size = None, None
+            problem = _mismatch(array, size, expected)
+            if problem:
+                raise StoreError(f"{self.url}: video {video_id} ({key}) is incomplete: array {name} {problem}; "
+                                 "rerun features to rewrite it")
+            arrays[name] = array
+        return StoredVideo(key, VideoEntry.from_attrs(attrs), record["generation"], arrays)
 
-    def complete_attrs(self) -> dict[str, dict]:
-        return {key: attrs for key in self.keys() if (attrs := self.attrs(key)) is not None}
+    def _object_size(self, array: zarr.Array) -> int:
+        """Bytes of the one object holding the array's data (its shard or single chunk)."""
+        return self.fs.size(self.object_path(array))
 
-    def video(self, key: str) -> zarr.Group:
-        """The complete group of a video, for lazy array access."""
-        if self.attrs(key) is None:
-            raise StoreError(f"{self.url}: video {key} is not in the store or not complete")
-        return self.root[f"{VIDEOS}/{key}"]
-
-    def read(self, key: str, name: str) -> np.ndarray:
-        try:
-            return self.video(key)[name][...]
-        except KeyError as exc:
-            raise StoreError(f"{self.url}: video {key} has no array {name!r}") from exc
+    def object_path(self, array: zarr.Array) -> str:
+        key = array.metadata.encode_chunk_key((0,) * array.ndim)
+        return f"{self.path}/{array.path}/{key}"
 
     # -- writing -------------------------------------------------------------------------
 
-    def write_video(self, key: str, arrays: dict[str, np.ndarray], attrs: dict, chunk_frames: int = 16) -> int:
-        """Replace the video's group with these arrays and attributes; bytes the group holds."""
+    def write_video(self, key: str, entry: VideoEntry, arrays: dict[str, ArrayData], chunk_frames: int = 16) -> IndexRow:
+        """Replace the video's group: hidden while written, complete once its record is."""
         try:
             group = self.root.create_group(f"{VIDEOS}/{key}", overwrite=True)
-            for name, data in arrays.items():
-                self._write_array(group, name, data, chunk_frames)
-            group.update_attributes({**attrs, COMPLETE: True})
-            return _bytes_stored(group)
-        except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+            written = self._write_arrays(group, arrays, chunk_frames)
+            return self._commit(group, key, entry, written)
+        except _ERRORS as exc:
             raise StoreError(f"{self.url}: writing video {key} failed: {exc}") from exc
 
-    def update_video(self, key: str, arrays: dict[str, np.ndarray], attrs: dict, chunk_frames: int = 16) -> int:
-        """Rewrite some arrays of a complete video and merge attributes; bytes the group holds.
-        The video is hidden (not complete) while this runs."""
+    def update_video(self, key: str, entry: VideoEntry, arrays: dict[str, ArrayData], chunk_frames: int = 16) -> IndexRow:
+        """Rewrite some arrays of a complete video (flow, when only flow changed); the video
+        is hidden while this runs, and its other arrays stay as recorded."""
         try:
             group = self.root[f"{VIDEOS}/{key}"]
-            group.update_attributes({COMPLETE: False})
-            for name, data in arrays.items():
-                self._write_array(group, name, data, chunk_frames)
-            group.update_attributes({**attrs, COMPLETE: True})
-            return _bytes_stored(group)
-        except (KeyError, OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+            record = group.attrs[COMPLETE]
+            group.update_attributes({COMPLETE: None})
+            written = {**record["arrays"], **self._write_arrays(group, arrays, chunk_frames)}
+            return self._commit(group, key, entry, written)
+        except _ERRORS as exc:
             raise StoreError(f"{self.url}: updating video {key} failed: {exc}") from exc
 
-    def update_attrs(self, key: str, attrs: dict) -> None:
-        """Merge attributes into a video's group; the group's metadata file is replaced whole."""
+    def update_entry(self, key: str, entry: VideoEntry) -> IndexRow:
+        """New attributes for a complete video (a relabel, timings); its arrays are untouched."""
         try:
-            self.root[f"{VIDEOS}/{key}"].update_attributes(attrs)
-        except (KeyError, OSError, zarr.errors.BaseZarrError) as exc:
+            group = self.root[f"{VIDEOS}/{key}"]
+            record = group.attrs[COMPLETE]
+            group.update_attributes({**entry.to_attrs(), COMPLETE: record})
+            return IndexRow(key, entry, record["generation"])
+        except _ERRORS as exc:
             raise StoreError(f"{self.url}: updating attributes of video {key} failed: {exc}") from exc
 
-    @staticmethod
-    def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunk_frames: int) -> None:
-        chunks = data.shape
-        if name.split("_")[0] in FRAME_AXIS_ARRAYS and data.ndim and data.shape[0]:
-            chunks = (min(chunk_frames, data.shape[0]),) + data.shape[1:]
-        chunks = tuple(max(1, c) for c in chunks)
-        image = data.dtype == np.uint8 and data.ndim == 4 and data.shape[-1] == 3
-        array = group.create_array(
-            name, shape=data.shape, dtype=data.dtype, chunks=chunks, overwrite=True,
-            filters=frames.FILTERS if image else None,
-            compressors=frames.COMPRESSOR if image else _COMPRESSOR,
-            config=_WRITE_CONFIG,
-        )
-        if data.size:
+    def _write_arrays(self, group: zarr.Group, named: dict[str, ArrayData], chunk_frames: int) -> dict[str, dict]:
+        generation = uuid.uuid4().hex
+        written = {}
+        for name, item in named.items():
+            data = item.data
+            array = group.create_array(
+                name, shape=data.shape, dtype=data.dtype, dimension_names=item.dims, config=_WRITE_CONFIG,
+                attributes={**item.attributes, GENERATION: generation}, overwrite=True,
+                **_layout(item.kind, data.shape, item.dims, chunk_frames),
+            )
             array[...] = data
+            written[name] = {"generation": generation, "shape": list(data.shape), "bytes": self._object_size(array)}
+        return written
+
+    def _commit(self, group: zarr.Group, key: str, entry: VideoEntry, written: dict[str, dict]) -> IndexRow:
+        generation = uuid.uuid4().hex
+        entry = entry.replace(arrays=tuple(written), bytes_stored=sum(info["bytes"] for info in written.values()))
+        group.update_attributes({**entry.to_attrs(), COMPLETE: {"generation": generation, "arrays": written}})
+        return IndexRow(key, entry, generation)
 
     # -- files beside the groups ---------------------------------------------------------
 
     def write_text(self, name: str, text: str) -> None:
         """Write a file at the store's root in one step: readers see the old or the new one."""
         target = f"{self.path}/{name}"
-        if self.is_local:
-            # A name of its own, so that two writers (a run, `status --rebuild`) never share one.
-            partial = Path(f"{target}.{uuid.uuid4().hex}.partial")
-            partial.write_text(text)
-            partial.replace(target)
-        else:
-            self.fs.pipe_file(target, text.encode())
+        try:
+            if self.is_local:
+                # A name of its own, so that two writers (a run, `status --rebuild`) never share one.
+                partial = Path(f"{target}.{uuid.uuid4().hex}.partial")
+                partial.write_text(text)
+                partial.replace(target)
+            else:
+                self.fs.pipe_file(target, text.encode())
+        except OSError as exc:
+            raise StoreError(f"{self.url}: writing {name} failed: {exc.strerror or exc}") from exc
 
     def read_text(self, name: str) -> str | None:
         try:
             return self.fs.cat_file(f"{self.path}/{name}").decode()
         except FileNotFoundError:
             return None
+
+    def set_root_attrs(self, attrs: dict) -> None:
+        try:
+            self.root.update_attributes(attrs)
+        except _ERRORS as exc:
+            raise StoreError(f"{self.url}: writing the root group's attributes failed: {exc}") from exc
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -171,5 +228,57 @@ class FeatureStore:
             lock.release()
 
 
-def _bytes_stored(group: zarr.Group) -> int:
-    return sum(array.nbytes_stored() for _, array in group.arrays())
+@dataclass(frozen=True)
+class StoredVideo:
+    """A verified video group: its entry and its arrays (lazy zarr arrays)."""
+
+    key: str
+    entry: VideoEntry
+    generation: str
+    arrays: dict[str, zarr.Array]
+
+    def __getitem__(self, name: str) -> zarr.Array:
+        return self.arrays[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.arrays
+
+    def track(self) -> dict[str, np.ndarray]:
+        """The track table as columns: name -> float64 (faces, T)."""
+        table = self.arrays[TRACK]
+        values = table[...]
+        return {name: values[..., i] for i, name in enumerate(table.attrs["fields"])}
+
+
+def _layout(kind: ArrayKind, shape: tuple[int, ...], dims: tuple[str, ...], chunk_frames: int) -> dict:
+    """Chunks, shards and codecs of an array: images and flow in one shard whose inner chunk
+    is a clip of one face, so a loader reads a clip by range; the track table in one chunk."""
+    if kind is ArrayKind.TABLE:
+        return {"chunks": tuple(max(1, n) for n in shape), "compressors": frames.TABLE_COMPRESSOR}
+    frame_axis = dims.index("frame")
+    inner = tuple(1 if axis < frame_axis else max(1, min(chunk_frames, n)) if axis == frame_axis else max(1, n)
+                  for axis, n in enumerate(shape))
+    shard = tuple(-(-max(1, n) // c) * c for n, c in zip(shape, inner))
+    if kind is ArrayKind.IMAGES:
+        return {"chunks": inner, "shards": shard, "filters": frames.image_filters(len(shape)), "compressors": frames.IMAGE_COMPRESSOR}
+    return {"chunks": inner, "shards": shard, "compressors": frames.FLOW_COMPRESSOR}
+
+
+def _mismatch(array: zarr.Array | None, size: int | None, expected: dict) -> str:
+    if array is None:
+        return "is missing"
+    if array.attrs.get(GENERATION) != expected["generation"]:
+        return "is from another write than its record names"
+    if list(array.shape) != expected["shape"]:
+        return f"has shape {list(array.shape)}, its record says {expected['shape']}"
+    if size != expected["bytes"]:
+        return f"holds {size} bytes, its record says {expected['bytes']}"
+    return ""
+
+
+def _json(blob: bytes) -> dict:
+    try:
+        value = json.loads(blob)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -3,6 +3,7 @@ summary back. Every failure is caught here, once, and recorded as the video's st
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import functools
@@ -17,13 +18,13 @@ import av
 import cv2
 import numpy as np
 
-from feature_store import FeatureStore
-from feature_store.manifest import row_from_attrs
+from feature_store import FeatureStore, fingerprint, schema
+from feature_store.schema import ArrayData, Fingerprint, IndexRow, Status, VideoEntry
 from pipeline.profiles import Profile
-from pipeline.sources.base import Fingerprint, VideoRecord, fingerprint
+from pipeline.sources.base import VideoRecord
 from pipeline.watchdog import Watchdog
 from stages import decode, faces, flow
-from stages.errors import NoFace, Unreadable, VideoError, VideoTimeout
+from stages.errors import NoFace, StoreError, Unreadable, VideoError, VideoTimeout
 
 ALL_STAGES = ("decode", "faces", "flow")
 
@@ -38,11 +39,16 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class VideoOutcome:
-    key: str
-    status: str  # done | no_face | failed
-    error: str
+    row: IndexRow  # the video's index row
     stages: tuple[str, ...]  # the stages this task ran, in order
-    row: dict  # the video's manifest row
+
+    @property
+    def status(self) -> Status:
+        return self.row.status
+
+    @property
+    def error(self) -> str:
+        return self.row.entry.error
 
 
 @dataclass
@@ -75,22 +81,23 @@ def process_video(item: WorkItem, store_url: str, profile: Profile, timeout_s: f
     # One video per worker process: OpenCV's own threads would only contend with the others.
     cv2.setNumThreads(1)
     store = FeatureStore(store_url)
-    stored = store.attrs(item.key)
-    if stored is not None and stored.get("run_id") == item.run_id:
+    found = store.entries([item.key]).get(item.key)
+    if found is not None and found[0].run_id == item.run_id:
         # A second try of this task in this run: its worker died after the video was recorded
         # (a timeout ends the worker on purpose). The record stands.
-        return _outcome(item.key, stored, ())
+        return VideoOutcome(IndexRow(item.key, *found), ())
+    stored = found[0] if found else None
     trace = Trace()
     with Watchdog(timeout_s, functools.partial(_record_timeout, store, item, profile, timeout_s, trace)):
-        arrays, attrs, keep_others = _compute(store, stored, item, profile, trace)
+        arrays, entry, keep_others = _compute(store, stored, item, profile, trace)
     write = store.update_video if keep_others else store.write_video
     with trace.step("write"):
-        nbytes = write(item.key, arrays, attrs, chunk_frames=_chunk_frames(profile))
-    timings = {**(stored.get("timings_s", {}) if keep_others else {}), **trace.timings_s}
+        write(item.key, entry, arrays, chunk_frames=chunk_frames(profile))
+    timings = {**(stored.timings_s if keep_others else {}), **trace.timings_s}
     # The worker's peak memory so far: what a benchmark or a cluster operator sizes workers by.
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    store.update_attrs(item.key, {"timings_s": timings, "bytes_stored": nbytes, "worker_peak_rss_mb": peak_rss_mb})
-    return _outcome(item.key, attrs, trace.stages)
+    row = store.update_entry(item.key, store.entry(item.key).replace(timings_s=timings, worker_peak_rss_mb=peak_rss_mb))
+    return VideoOutcome(row, trace.stages)
 
 
 @contextmanager
@@ -135,27 +142,29 @@ def _end_with_the_forking_parent() -> None:
 os.register_at_fork(after_in_child=_end_with_the_forking_parent)
 
 
-def _compute(store: FeatureStore, stored: dict | None, item: WorkItem, profile: Profile, trace: Trace):
-    """The arrays and attributes to store, and whether the video's other arrays stay."""
+def _compute(store: FeatureStore, stored: VideoEntry | None, item: WorkItem, profile: Profile, trace: Trace):
+    """The arrays and entry to store, and whether the video's other arrays stay."""
     try:
         if item.stages == ("flow",) and stored is not None:
             return *_flow_from_crops(store, stored, item, profile, trace), True
         return *_compute_all(item, profile, trace), False
+    except StoreError:
+        raise  # the store's fault, not the video's: the run stops (pipeline/run.py)
     except VideoError as exc:
-        status = "no_face" if isinstance(exc, NoFace) else "failed"
-        return {}, record_attrs(item, profile, status, f"{exc.reason}: {exc}", trace.fingerprint), False
+        status = Status.NO_FACE if isinstance(exc, NoFace) else Status.FAILED
+        return {}, base_entry(item, profile, status, f"{exc.reason}: {exc}", trace.fingerprint), False
     except Exception as exc:  # noqa: BLE001 - an unforeseen input must not end the run
-        return {}, record_attrs(item, profile, "failed", f"error: {type(exc).__name__}: {exc}", trace.fingerprint), False
+        return {}, base_entry(item, profile, Status.FAILED, f"error: {type(exc).__name__}: {exc}", trace.fingerprint), False
 
 
-def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict, dict]:
+def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict[str, ArrayData], VideoEntry]:
     record = item.record
     with trace.step("decode"):
         decoded = decode.decode_clips(record.path, profile.sampling, profile.decode)
     # Hashed once it decodes: a broken file is recorded by size and mtime alone, never read twice.
     with trace.step("fingerprint"):
         try:
-            trace.fingerprint = fingerprint(record.path)
+            trace.fingerprint = fingerprint.hashed(record.path)
         except OSError as exc:
             raise Unreadable(f"cannot read the file: {exc.strerror or exc}") from exc
     n = len(decoded.frame_index)
@@ -166,109 +175,97 @@ def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict, 
                 face = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, profile.faces)
             except NoFace as exc:
                 raise NoFace(f"{exc} ({n} frames sampled)") from None
+    tracks = [face] if face else []
     with trace.step("crop"):
-        crops = [faces.crop(decoded.frames_thw3, face, decoded.clip_index, crop) for crop in profile.crops]
-        thumbnail, thumbnail_scale = decode.thumbnail(decoded.frames_thw3[0])
-    arrays = {
-        "frames": crops[0].frames,
-        "frame_index": decoded.frame_index,
-        "clip_index": decoded.clip_index,
-        "timestamps_s": decoded.timestamps_s,
-        "crop_affine": crops[0].affine_t23,
-        "boxes": face.boxes_xyxy if face else np.full((n, 4), np.nan, np.float32),
-        "face_found": face.face_found if face else np.zeros(n, bool),
-        "landmarks": (
-            faces.landmarks_in_crop(face.landmarks_xy, crops[0].affine_t23).astype(np.float32)
-            if face else np.full((n, 68, 2), np.nan, np.float32)
-        ),
-        "thumbnail": thumbnail,
-    }
-    for crop, config in zip(crops[1:], profile.crops[1:]):
-        arrays[f"frames_{config.mode}"] = crop.frames
-        arrays[f"crop_affine_{config.mode}"] = crop.affine_t23
-    flow_backend = None
+        arrays, affines, first_affines = {}, {}, None
+        for position, config in enumerate(profile.crops):
+            name = schema.frames_name(position, config.mode)
+            per_face = config.needs_face
+            crops = [faces.crop(decoded.frames_thw3, track, decoded.clip_index, config) for track in (tracks if per_face else [None])]
+            arrays[name] = schema.images_array(name, np.stack([c.frames for c in crops]) if per_face else crops[0].frames, per_face)
+            affines[name] = np.stack([c.affine_t23 for c in crops])
+            first_affines = affines[name] if position == 0 else first_affines
+        thumbnail = _thumbnail(decoded.frames_thw3[0])
+    flow_backend, n_flows = None, 0
     if profile.flow:
         with trace.step("flow"):
-            pairs = flow.consecutive_pairs(decoded.clip_index)
-            result = flow.compute(crops[0].frames, pairs, profile.flow)
-        arrays["flow"], arrays["flow_pairs"], flow_backend = result.flow_fhw2, pairs, result.backend
-    attrs = record_attrs(item, profile, "done", "", trace.fingerprint)
-    attrs.update(
-        video={**dataclasses.asdict(decoded.info), "frame_scale": decoded.frame_scale, "thumbnail_scale": thumbnail_scale},
-        backends={"decode": f"pyav-{av.__version__}", "detector": f"dlib-{profile.faces.detector}" if face else None, "flow": flow_backend},
-        counts={"frames": n, "flows": len(arrays.get("flow", ())), "face_found": int(arrays["face_found"].sum())},
+            frames_f = arrays[schema.FRAMES].data
+            per_face = arrays[schema.FRAMES].dims[0] == schema.FACE
+            flow_f, flow_backend, n_flows = _flow(frames_f if per_face else frames_f[None], decoded.clip_index, profile)
+        arrays[schema.FLOW] = schema.flow_array(flow_f if per_face else flow_f[0], per_face)
+    faces_t = tracks or [None]
+    table, fields = schema.track_table(
+        decoded.frame_index, decoded.clip_index, decoded.timestamps_s,
+        np.stack([t.face_found if t else np.zeros(n, bool) for t in faces_t]),
+        np.stack([t.boxes_xyxy if t else np.full((n, 4), np.nan, np.float32) for t in faces_t]),
+        np.stack([faces.landmarks_in_crop(t.landmarks_xy, first_affines[i if len(first_affines) > 1 else 0]) if t
+                  else np.full((n, schema.LANDMARKS, 2), np.nan) for i, t in enumerate(faces_t)]),
+        affines,
     )
-    return arrays, attrs
+    arrays[schema.TRACK] = schema.track_array(table, fields)
+    entry = base_entry(item, profile, Status.DONE, "", trace.fingerprint).replace(
+        clip_lengths=tuple(int(c) for c in np.bincount(decoded.clip_index)),
+        video={**dataclasses.asdict(decoded.info), "frame_scale": decoded.frame_scale},
+        thumbnail=thumbnail,
+        backends={"decode": f"pyav-{av.__version__}", "detector": f"dlib-{profile.faces.detector}" if face else None, "flow": flow_backend},
+        counts=schema.Counts(frames=n, flows=n_flows, face_found=int(face.face_found.sum()) if face else 0, faces=len(tracks)),
+    )
+    return arrays, entry
 
 
-def _flow_from_crops(store: FeatureStore, stored: dict, item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict, dict]:
+def _flow(frames_fthw3: np.ndarray, clip_index: np.ndarray, profile: Profile) -> tuple[np.ndarray, str, int]:
+    """Frame-aligned flow of each face's crops: (F, T, H, W, 2), the backend, flows a face."""
+    pairs = flow.consecutive_pairs(clip_index)
+    results = [flow.compute(crops, pairs, profile.flow) for crops in frames_fthw3]
+    aligned = np.stack([schema.frame_aligned_flow(result.flow_fhw2, pairs, len(clip_index)) for result in results])
+    return aligned, results[0].backend, len(pairs)
+
+
+def _flow_from_crops(store: FeatureStore, stored: VideoEntry, item: WorkItem, profile: Profile,
+                     trace: Trace) -> tuple[dict[str, ArrayData], VideoEntry]:
     """Flow from the stored crops: no decoding, no detection."""
     with trace.step("flow"):
-        frames, clip_index = store.read(item.key, "frames"), store.read(item.key, "clip_index")
-        pairs = flow.consecutive_pairs(clip_index)
-        result = flow.compute(frames, pairs, profile.flow)
-    attrs = {**stored, **record_attrs(item, profile, "done", "", Fingerprint(**stored["fingerprint"]))}
-    attrs["backends"] = {**stored["backends"], "flow": result.backend}
-    attrs["counts"] = {**stored["counts"], "flows": len(pairs)}
-    return {"flow": result.flow_fhw2, "flow_pairs": pairs}, attrs
+        video = store.open_video(item.key)
+        frames = video[schema.FRAMES]
+        per_face = frames.metadata.dimension_names[0] == schema.FACE
+        crops = frames[...] if per_face else frames[...][None]
+        clip_index = np.repeat(np.arange(len(stored.clip_lengths)), stored.clip_lengths)
+        flow_f, backend, _ = _flow(crops, clip_index, profile)
+    entry = base_entry(item, profile, Status.DONE, "", stored.fingerprint)
+    entry = stored.replace(**{name: getattr(entry, name) for name in ("config", "stage_keys", "updated_at", "run_id", "profile")},
+                           backends={**stored.backends, "flow": backend})
+    return {schema.FLOW: schema.flow_array(flow_f if per_face else flow_f[0], per_face)}, entry
 
 
 def _record_timeout(store: FeatureStore, item: WorkItem, profile: Profile, timeout_s: float, trace: Trace) -> None:
     error = f"{VideoTimeout.reason}: {trace.current} still running after {timeout_s:g} s"
-    store.write_video(item.key, {}, record_attrs(item, profile, "failed", error, trace.fingerprint))
+    store.write_video(item.key, base_entry(item, profile, Status.FAILED, error, trace.fingerprint), {})
 
 
-def _outcome(key: str, attrs: dict, stages: tuple[str, ...]) -> VideoOutcome:
-    return VideoOutcome(key, attrs["status"], attrs["error"], stages, row_from_attrs(key, attrs))
+def _thumbnail(frame_hw3: np.ndarray) -> dict:
+    """The first frame, small, as a JPEG in the entry: for contact sheets, without an array
+    (and two files) a video."""
+    image, scale = decode.thumbnail(frame_hw3)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return {"jpeg_base64": base64.b64encode(jpeg.tobytes()).decode("ascii"), "scale": scale}
 
 
-def record_attrs(item: WorkItem, profile: Profile, status: str, error: str, source_fingerprint: Fingerprint | None = None) -> dict:
-    """The attributes every stored video has, whatever its status. Without a content hash (a
+def base_entry(item: WorkItem, profile: Profile, status: Status, error: str, source: Fingerprint | None = None) -> VideoEntry:
+    """What every stored video records, whatever its status. Without a content hash (a
     failure before one was taken) the file's size and mtime are kept, so that the plan still
     tells whether the file changed since."""
     record = item.record
-    return {
-        "video_id": record.video_id,
-        "label": record.label,
-        "split": record.split,
-        "dataset": record.dataset,
-        "source_path": record.path,
-        "extra": record.extra,
-        "status": status,
-        "error": error,
-        "profile": profile.name,
-        "config": profile.to_dict(),
-        "fingerprint": dataclasses.asdict(source_fingerprint) if source_fingerprint else _unhashed(record.path),
-        "stage_keys": profile.stage_keys(source_fingerprint.sha256) if source_fingerprint else None,
-        "updated_at": _now(),
-        "run_id": item.run_id,
-    }
+    return VideoEntry(
+        video_id=record.video_id, label=record.label, split=record.split, dataset=record.dataset,
+        source_path=record.path, extra=record.extra, status=status, error=error, profile=profile.name,
+        config=profile.to_dict(), fingerprint=source or fingerprint.unhashed(record.path),
+        stage_keys=profile.stage_keys(source.sha256) if source else None, updated_at=_now(), run_id=item.run_id,
+    )
 
 
-def file_stat(path: str) -> os.stat_result:
-    """The file's stat, or the link's own where a link points nowhere: mended later, it then
-    counts as a changed file."""
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        return os.lstat(path)
-
-
-def size_and_mtime(path: str) -> dict:
-    stat = file_stat(path)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _unhashed(path: str) -> dict | None:
-    try:
-        return {**size_and_mtime(path), "sha256": None}
-    except OSError:
-        return None
-
-
-def _chunk_frames(profile: Profile) -> int:
-    # One chunk a clip when clips are long enough to be worth reading alone.
-    return profile.sampling.clip_length if profile.sampling.clip_length >= 8 else 16
+def chunk_frames(profile: Profile) -> int:
+    """Frames of an inner chunk: one clip, what a loader reads at once."""
+    return profile.sampling.clip_length
 
 
 def _now() -> str:

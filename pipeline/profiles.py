@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from feature_store.schema import StageKeys
 from stages import decode, faces, flow
 from stages.config import stage_key
 from stages.decode import DecodeConfig, SamplingConfig
@@ -33,7 +34,7 @@ class Profile:
     def needs_face(self) -> bool:
         return any(crop.needs_face for crop in self.crops)
 
-    def stage_keys(self, content_sha256: str) -> dict[str, str]:
+    def stage_keys(self, content_sha256: str) -> StageKeys:
         """Chained keys: a change to a stage's parameters changes its key and every later one."""
         decode_key = stage_key(
             "decode", decode.VERSION, {"sampling": self.sampling.to_dict(), "max_side": self.decode.max_side}, content_sha256
@@ -41,7 +42,7 @@ class Profile:
         faces_config = {"faces": self.faces.to_dict(), "crops": [crop.to_dict() for crop in self.crops]}
         faces_key = stage_key("faces", faces.VERSION, faces_config, decode_key)
         flow_config = self.flow.hashed() if self.flow else None
-        return {"decode": decode_key, "faces": faces_key, "flow": stage_key("flow", flow.VERSION, flow_config, faces_key)}
+        return StageKeys(decode_key, faces_key, stage_key("flow", flow.VERSION, flow_config, faces_key))
 
     def to_dict(self) -> dict:
         return {

@@ -2,65 +2,81 @@
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from feature_store import FeatureStore, manifest, video_key
+from feature_store.schema import FACE, FLOW, FRAMES, LABEL_NAMES, UNLABELED, IndexRow, Status
+from pipeline.sources.base import SPLITS
 from stages.errors import ConfigError, StoreError
 from viz.contact_sheet import contact_sheet
 
 
-def open_existing_store(url: str) -> FeatureStore:
+def open_existing_store(url: str, mode: str = "r") -> FeatureStore:
     if "://" not in url and not (Path(url) / "zarr.json").is_file():
         raise ConfigError(f"--store {url}: not a dfprep store (no zarr.json there)")
     try:
-        return FeatureStore(url, mode="r")
+        return FeatureStore(url, mode=mode)
     except StoreError as exc:
         raise ConfigError(f"--store {url}: {exc}") from exc
 
 
-def status_rows(url: str, rebuild: bool = False) -> list[dict]:
-    store = FeatureStore(url) if rebuild else open_existing_store(url)
-    rows = manifest.rebuild(store) if rebuild else manifest.read(store)
-    return rows if rows is not None else manifest.rebuild(FeatureStore(url))
+def status_rows(url: str, rebuild: bool = False) -> list[IndexRow]:
+    """The index; with `rebuild`, made anew from the groups and saved, holding the store's
+    lock so that no run writes it meanwhile."""
+    if not rebuild:
+        return manifest.load(open_existing_store(url))
+    store = open_existing_store(url, mode="a")
+    with store.lock():
+        return manifest.rebuild(store)
 
 
-def status_text(rows: list[dict]) -> str:
-    counts = Counter(row["status"] for row in rows)
-    by_label = Counter((row["split"], row["label"]) for row in rows if row["status"] == "done")
-    lines = [f"{len(rows)} videos: " + ", ".join(f"{status} {counts[status]}" for status in ("done", "no_face", "failed"))]
-    for split in ("train", "val", "test"):
-        lines.append(f"  {split:<6} done: {by_label[(split, 0)]} real, {by_label[(split, 1)]} fake")
-    failures = [row for row in rows if row["status"] != "done"]
+def status_text(rows: list[IndexRow]) -> str:
+    counts = Counter(row.status for row in rows)
+    by_label = Counter((row.entry.split, row.entry.label) for row in rows if row.status is Status.DONE)
+    lines = [f"{len(rows)} videos: " + ", ".join(f"{status} {counts[status]}" for status in Status)]
+    for split in SPLITS:
+        labels = ", ".join(f"{by_label[(split, label)]} {name}" for label, name in LABEL_NAMES.items()
+                           if label != UNLABELED or by_label[(split, label)])
+        lines.append(f"  {split:<6} done: {labels}")
+    failures = [row for row in rows if row.status is not Status.DONE]
     if failures:
         lines.append("not done:")
-        lines += [f"  {row['status']:<8} {row['video_id']}: {row['error']}" for row in failures]
+        lines += [f"  {row.status:<8} {row.video_id}: {row.entry.error}" for row in failures]
     return "\n".join(lines)
 
 
 def write_contact_sheet(url: str, video_id: str, out: str) -> Path:
     store = open_existing_store(url)
     key = video_key(video_id)
-    attrs = store.attrs(key)
-    if attrs is None:
+    entry = store.entry(key)
+    if entry is None:
         raise ConfigError(f"VIDEO_ID {video_id}: not in store {url}")
-    if attrs["status"] != "done":
-        raise ConfigError(f"VIDEO_ID {video_id}: status {attrs['status']} ({attrs['error']}), nothing to show")
-    group = store.video(key)
-    has_flow = "flow" in group
+    if entry.status is not Status.DONE:
+        raise ConfigError(f"VIDEO_ID {video_id}: status {entry.status} ({entry.error}), nothing to show")
+    video = store.open_video(key)
+    track = video.track()
+    frames, flow = video[FRAMES], video[FLOW] if FLOW in video else None
+    per_face = frames.metadata.dimension_names[0] == FACE
+    clip_index = track["clip_index"][0].astype(int)
+    flow_valid = track["flow_valid"][0].astype(bool)
+    thumbnail = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(entry.thumbnail["jpeg_base64"]), np.uint8),
+                                          cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     image = contact_sheet(
-        frames_thw3=group["frames"][...],
-        clip_index=group["clip_index"][...],
-        flow_fhw2=group["flow"][...] if has_flow else None,
-        flow_pairs=group["flow_pairs"][...] if has_flow else None,
-        boxes_xyxy=group["boxes"][...],
-        face_found=group["face_found"][...],
-        thumbnail_hw3=group["thumbnail"][...],
-        thumbnail_scale=attrs["video"]["thumbnail_scale"],
-        title=f"{video_id}  label {attrs['label']} ({'fake' if attrs['label'] else 'real'})  split {attrs['split']}  "
-              f"faces {attrs['counts']['face_found']}/{attrs['counts']['frames']}",
+        frames_thw3=frames[0] if per_face else frames[...],
+        clip_index=clip_index,
+        flow_fhw2=None if flow is None else (flow[0] if per_face else flow[...])[flow_valid],
+        flow_pairs=None if flow is None else np.stack([np.flatnonzero(flow_valid), np.flatnonzero(flow_valid) + 1], axis=1),
+        boxes_xyxy=np.stack([track[f"box_{c}"][0] for c in ("x1", "y1", "x2", "y2")], axis=-1),
+        face_found=track["face_found"][0].astype(bool),
+        thumbnail_hw3=thumbnail,
+        thumbnail_scale=entry.thumbnail["scale"],
+        title=f"{video_id}  label {entry.label} ({LABEL_NAMES.get(entry.label, entry.label)})  split {entry.split}  "
+              f"faces {entry.counts.face_found}/{entry.counts.frames}",
     )
     out_path = Path(out)
     if not cv2.imwrite(str(out_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):

@@ -20,9 +20,10 @@ from distributed import Client, KilledWorker, LocalCluster, as_completed
 from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
+from feature_store.schema import IndexRow, Status
 from pipeline import plan as planner
 from pipeline.cluster import ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, jobqueue_cluster
-from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
+from pipeline.process import VideoOutcome, WorkItem, base_entry, parent_of_forked_workers, process_video
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
 from pipeline.sources.base import Inventory, SourceOptions
@@ -64,9 +65,9 @@ class RunSummary:
             ("videos", self.videos, ""),
             ("processed", self.processed, f"stages run: {stage_text}"),
             ("skipped", self.skipped, "unchanged" + (f"; {self.relabelled} relabelled" if self.relabelled else "")),
-            ("done", self.statuses["done"], ""),
-            ("no face", self.statuses["no_face"], ""),
-            ("failed", self.statuses["failed"], ""),
+            ("done", self.statuses[Status.DONE], ""),
+            ("no face", self.statuses[Status.NO_FACE], ""),
+            ("failed", self.statuses[Status.FAILED], ""),
         ]
         text = "\n".join(f"{name:<10}{count:>7}  {note}".rstrip() for name, count, note in lines)
         text += f"\n{'time':<10}{self.seconds:>6.1f}s"
@@ -95,22 +96,39 @@ def build_features(request: FeaturesRequest, progress: bool = True,
     with store.lock():
         summary = RunSummary(videos=len(records))
         run_id = uuid.uuid4().hex[:12]
-        work_plan = planner.plan(records, store, request.profile, force=request.force,
+        rows = {row.key: row for row in manifest.begin_run(store, run_id)}
+        work_plan = planner.plan(records, rows, store, request.profile, force=request.force,
                                  retry_failed=request.retry_failed, run_id=run_id)
-        rows = {row["key"]: row for row in (manifest.read(store) or manifest.rebuild(store))}
-        rows.update({key: manifest.row_from_attrs(key, attrs) for key, attrs in work_plan.unchanged.items()})
+        rows.update(work_plan.unchanged)
         summary.skipped, summary.relabelled = len(work_plan.unchanged), work_plan.relabelled
-        summary.statuses.update(attrs["status"] for attrs in work_plan.unchanged.values())
-        if work_plan.work:
-            for outcome in _execute(work_plan.work, store, request, rows, progress, on_dashboard):
+        summary.statuses.update(row.status for row in work_plan.unchanged.values())
+        pending = {item.key for item in work_plan.work}
+        try:
+            for outcome in _execute(work_plan.work, store, request, rows, pending, progress, on_dashboard):
                 summary.processed += 1
                 summary.statuses[outcome.status] += 1
                 summary.stage_runs.update(outcome.stages)
-                if outcome.status == "failed":
-                    summary.failures.append((outcome.row["video_id"], outcome.error))
-        manifest.write(store, list(rows.values()))
+                if outcome.status is Status.FAILED:
+                    summary.failures.append((outcome.row.video_id, outcome.error))
+        except StoreError as exc:
+            _stop_on_store_error(store, rows, pending, exc)
+        manifest.end_run(store, rows.values())
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _stop_on_store_error(store: FeatureStore, rows: dict[str, IndexRow], pending: set[str], error: StoreError) -> None:
+    """A store that cannot be written (full, read-only, no permission, no credentials) is not
+    the videos' fault: the run stops, the index keeps what was done, and the videos not
+    finished leave it, so that the next run does them again."""
+    for key in pending:
+        rows.pop(key, None)
+    try:
+        manifest.end_run(store, rows.values())
+        saved = "the index holds the videos done so far"
+    except StoreError:
+        saved = "the index could not be saved either; the next run rebuilds it from the videos"
+    raise StoreError(f"run stopped: {error}; {saved}; the next run resumes") from error
 
 
 def open_writable_store(url: str) -> FeatureStore:
@@ -129,9 +147,10 @@ def open_writable_store(url: str) -> FeatureStore:
         raise ConfigError(f"--store {url}: {exc}") from exc
 
 
-def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest, rows: dict, progress: bool,
-             on_dashboard: Callable[[str], None] | None):
-    """Yield each video's outcome as it completes, keeping the manifest current."""
+def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest, rows: dict[str, IndexRow],
+             pending: set[str], progress: bool, on_dashboard: Callable[[str], None] | None):
+    """Yield each video's outcome as it completes, keeping the index current. A store error
+    in a task (it could not write, or open the store) ends the run: it is raised here."""
     by_key = {item.key: item for item in work}
     last_manifest = time.monotonic()
     with _client(request.workers, request.scheduler, request.cluster, request.profile) as client:
@@ -148,30 +167,31 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
             item = by_key[future.key.removeprefix("video-")]
             try:
                 outcome = future.result()
+            except StoreError:
+                raise
             except Exception as exc:  # noqa: BLE001 - the task itself failed, or its workers died
                 outcome = _task_failure(item, store, request.profile, exc)
             future.release()
-            rows[outcome.key] = outcome.row
+            pending.discard(item.key)
+            rows[item.key] = outcome.row
             counts[outcome.status] += 1
             bar.set_postfix(counts, refresh=False)
             bar.update()
             if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
-                manifest.write(store, list(rows.values()))
+                manifest.write(store, rows.values())
                 last_manifest = time.monotonic()
             yield outcome
         bar.close()
 
 
 def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
-    """Record a video whose task raised (its store write failed) or whose worker process
-    died on it more often than Dask's `allowed-failures` (a crash in native code, memory)."""
+    """Record a video whose task raised or whose worker process died on it more often than
+    Dask's `allowed-failures` (a crash in native code, memory)."""
     if isinstance(exc, KilledWorker):
         error = "worker died: every worker that ran it died (a crash in native code or out of memory)"
     else:
         error = f"error: {type(exc).__name__}: {exc}"
-    attrs = record_attrs(item, profile, "failed", error)
-    store.write_video(item.key, {}, attrs)
-    return VideoOutcome(item.key, "failed", error, (), manifest.row_from_attrs(item.key, attrs))
+    return VideoOutcome(store.write_video(item.key, base_entry(item, profile, Status.FAILED, error), {}), ())
 
 
 @contextmanager

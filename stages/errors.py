@@ -45,6 +45,12 @@ class StoreError(DfprepError):
     reason = "store"
 
 
+class StoreFormatError(ConfigError):
+    """A store of another format than this dfprep reads: the message says what to run."""
+
+    reason = "store format"
+
+
 class StoreLocked(DfprepError):
     reason = "locked"
 

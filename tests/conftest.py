@@ -101,12 +101,13 @@ def tiny_store(tmp_path_factory) -> Path:
 def reference_store(face_corpus, cluster, tmp_path_factory) -> Path:
     """The face corpus through an uninterrupted run (CHEAP, `default` profile): what every
     interrupted or distributed run of it must equal."""
+    from feature_store.schema import Status
     from pipeline.profiles import get_profile
     from pipeline.run import FeaturesRequest, build_features
 
     store = tmp_path_factory.mktemp("reference") / "store.zarr"
     request = FeaturesRequest("folder", str(face_corpus), str(store), get_profile("default", list(CHEAP)), scheduler=cluster)
-    assert build_features(request, progress=False).statuses["done"] == 20
+    assert build_features(request, progress=False).statuses[Status.DONE] == 20
     return store
 
 
@@ -117,14 +118,13 @@ def assert_same_videos(store_url, reference_path: Path, keys=None) -> None:
     from feature_store import FeatureStore
 
     store, reference = FeatureStore(store_url, mode="r"), FeatureStore(reference_path, mode="r")
-    for key in keys if keys is not None else reference.complete_attrs():
-        group, expected = store.video(key), reference.video(key)
-        assert sorted(group.array_keys()) == sorted(expected.array_keys())
-        for name in expected.array_keys():
-            np.testing.assert_array_equal(group[name][...], expected[name][...], err_msg=f"{key}/{name}")
-        attrs, expected_attrs = store.attrs(key), reference.attrs(key)
-        for name in ("status", "fingerprint", "stage_keys", "counts", "video", "label", "split"):
-            assert attrs[name] == expected_attrs[name], (key, name)
+    for key in keys if keys is not None else reference.entries(reference.keys()):
+        video, expected = store.open_video(key), reference.open_video(key)
+        assert sorted(video.arrays) == sorted(expected.arrays)
+        for name in expected.arrays:
+            np.testing.assert_array_equal(video[name][...], expected[name][...], err_msg=f"{key}/{name}")
+        for name in ("status", "fingerprint", "stage_keys", "counts", "video", "label", "split", "clip_lengths", "thumbnail"):
+            assert getattr(video.entry, name) == getattr(expected.entry, name), (key, name)
 
 
 def status_by_id(store) -> dict[str, dict]:
@@ -135,8 +135,8 @@ def status_by_id(store) -> dict[str, dict]:
 
 
 def stored_groups(store: Path) -> dict[str, bool]:
-    """Every group on disk -> whether it carries the completion flag, read straight from the files."""
-    from feature_store import COMPLETE
+    """Every group on disk -> whether it carries the completion record, read straight from the files."""
+    from feature_store.schema import COMPLETE
 
     groups = {}
     for folder in (store / "videos").glob("*/"):

@@ -12,11 +12,13 @@ import torch
 
 from feature_store import FeatureStore, manifest
 from feature_store import frames as frame_store
+from feature_store.schema import FACE, FLOW, FRAMES, Status
 from stages.config import StageConfig, check
 from stages.errors import ConfigError, StoreError
 from stages.flow import hsv_image
 
 FLOW_MODES = ("none", "raw", "hsv")
+FACE_MODES = ("main", "all")
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,16 @@ class ClipSpec(StageConfig):
     frame_step: int = 1
     size: tuple[int, int] | None = None
     flow: str = "none"
-    frames_array: str = "frames"
+    frames_array: str = FRAMES
     # Flow magnitude (crop pixels) shown at full brightness; None scales each field to its maximum.
     hsv_max: float | None = None
     groups: int = 1
     # One flow per frame: each frame's incoming flow, the first frame taking the first flow
     # again (the two-stream papers' way to get 16 flows from 16 frames).
     flow_per_frame: bool = False
+    # `main`: the first face track of each video (the largest, most persistent); `all`: a
+    # sample for every stored face track, the track's index in the item's `face`.
+    faces: str = "main"
 
     def __post_init__(self):
         check(self.clip_length >= 1, "clip_length", self.clip_length, "must be >= 1")
@@ -46,19 +51,24 @@ class ClipSpec(StageConfig):
         check(self.flow == "none" or self.clip_length >= 2, "clip_length", self.clip_length, "must be >= 2 when flow is served")
         check(self.groups >= 1, "groups", self.groups, "must be >= 1")
         check(not self.flow_per_frame or self.flow != "none", "flow_per_frame", self.flow_per_frame, "needs flow raw or hsv")
+        check(self.faces in FACE_MODES, "faces", self.faces, f"allowed: {', '.join(FACE_MODES)}")
 
 
 class StoreClipDataset(torch.utils.data.Dataset):
     """Every non-overlapping window of `spec.clip_length` frames inside each stored clip of the
     `done` videos of the given splits (all splits for None); with `spec.groups` > 1, each run
-    of that many successive windows of a video. Items are dicts:
+    of that many successive windows of a video; one sample a face track with `spec.faces`
+    "all". Items are dicts:
 
     - `frames` uint8 (L, 3, H, W)
     - `flow` float32 (L-1, 2, H, W) for raw, uint8 (L-1, 3, H, W) for hsv, L flows with
       `flow_per_frame`; absent for none
-    - `label` int64 (0 real, 1 fake), `video_id` str, `frame_index` int64 (L,) source frames
+    - `label` int64 (0 real, 1 fake, -1 unlabeled), `video_id` str, `face` int64 the track,
+      `frame_index` int64 (L,) source frames
     - with `groups` G > 1, `frames`, `flow` and `frame_index` have a leading axis of G
 
+    The samples come from the store's index alone: no group is opened until a sample of it is
+    read, and then it is verified (a video rewritten since is an error, never other data).
     Videos with no sample are listed in `excluded` with the reason, never dropped silently.
     `transform`, if given, maps each item to a new one (training augmentations). Safe with
     DataLoader(num_workers>0): each process opens the store itself.
@@ -67,34 +77,28 @@ class StoreClipDataset(torch.utils.data.Dataset):
     def __init__(self, store_url: str, spec: ClipSpec, splits: tuple[str, ...] | None = ("train",),
                  transform: Callable[[dict], dict] | None = None):
         self.store_url, self.spec, self.transform = str(store_url), spec, transform
-        store = FeatureStore(self.store_url, mode="r")
-        rows = manifest.read(store)
-        if rows is None:
-            rows = [manifest.row_from_attrs(key, attrs) for key, attrs in store.complete_attrs().items()]
-        # key, ((first frame, first flow) per window), label, video id
-        self.samples: list[tuple[str, tuple[tuple[int, int], ...], int, str]] = []
+        rows = manifest.load(FeatureStore(self.store_url, mode="r"))
+        # key, face, window starts, label, video id
+        self.samples: list[tuple[str, int, tuple[int, ...], int, str]] = []
         self.excluded: list[tuple[str, str]] = []
+        self.generations: dict[str, str] = {}
         span = (spec.clip_length - 1) * spec.frame_step + 1
-        for row in sorted(rows, key=lambda r: r["video_id"]):
-            if row["status"] != "done" or (splits is not None and row["split"] not in splits):
+        for row in sorted(rows, key=lambda r: r.video_id):
+            entry = row.entry
+            if entry.status is not Status.DONE or (splits is not None and entry.split not in splits):
                 continue
-            group = store.video(row["key"])
-            if spec.frames_array not in group or (spec.flow != "none" and "flow" not in group):
-                self.excluded.append((row["video_id"], f"no {spec.frames_array if spec.frames_array not in group else 'flow'} array"))
+            missing = [name for name in (spec.frames_array, FLOW if spec.flow != "none" else None) if name and name not in entry.arrays]
+            if missing:
+                self.excluded.append((entry.video_id, f"no {missing[0]} array"))
                 continue
-            clip_index = group["clip_index"][...]
-            flow_starts = _flow_row_of_frame(group["flow_pairs"][...]) if spec.flow != "none" else {}
-            windows = [
-                (int(start), flow_starts.get(int(start), -1))
-                for clip in np.unique(clip_index)
-                for start in np.flatnonzero(clip_index == clip)[: max(0, np.sum(clip_index == clip) - span + 1) : span]
-            ]
-            if len(windows) < spec.groups:
-                longest = int(np.bincount(clip_index).max())
+            groups = sample_windows(entry.clip_lengths, span, spec.groups)
+            if not groups:
+                longest = max(entry.clip_lengths, default=0)
                 needs = f"{spec.groups} windows of {span} frames" if spec.groups > 1 else f"{span}"
-                self.excluded.append((row["video_id"], f"longest clip has {longest} frames, a sample needs {needs}"))
-            for first in range(0, len(windows) - spec.groups + 1, spec.groups):
-                self.samples.append((row["key"], tuple(windows[first : first + spec.groups]), int(row["label"]), row["video_id"]))
+                self.excluded.append((entry.video_id, f"longest clip has {longest} frames, a sample needs {needs}"))
+            faces = range(max(1, entry.counts.faces)) if spec.faces == "all" else range(1)
+            self.samples += [(row.key, face, starts, entry.label, entry.video_id) for face in faces for starts in groups]
+            self.generations[row.key] = row.generation
         self._opened: tuple[int, dict] | None = None
 
     def __len__(self) -> int:
@@ -102,7 +106,7 @@ class StoreClipDataset(torch.utils.data.Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return np.array([sample[2] for sample in self.samples], np.int64)
+        return np.array([sample[3] for sample in self.samples], np.int64)
 
     def __getitem__(self, index: int | list[int]) -> dict:
         """One item for an index; for a list of indices, the batch default_collate would make
@@ -118,15 +122,16 @@ class StoreClipDataset(torch.utils.data.Dataset):
     def _read(self, indices: list[int], shared: bool) -> dict:
         spec = self.spec
         samples = [self.samples[i] for i in indices]
-        windows = [(self._arrays(key), start, flow_start) for key, starts, _, _ in samples for start, flow_start in starts]
+        windows = [(self._arrays(key), face, start) for key, face, starts, _, _ in samples for start in starts]
         reach = (spec.clip_length - 1) * spec.frame_step + 1
-        rows = [range(start, start + reach, spec.frame_step) for _, start, _ in windows]
+        rows = [range(start, start + reach, spec.frame_step) for _, _, start in windows]
         lead = (len(samples), spec.groups) if spec.groups > 1 else (len(samples),)
-        stored = windows[0][0]["frames"].shape[1:3]
+        stored = windows[0][0]["frames"].shape[-3:-1]
         size = tuple(spec.size or stored)
         frames = _empty((len(windows), spec.clip_length, 3, *size), torch.uint8, shared)
         planes = frames.numpy() if size == stored else np.empty((len(windows), spec.clip_length, 3, *stored), np.uint8)
-        frame_store.read_planar([(arrays["frames"], span) for (arrays, _, _), span in zip(windows, rows)], planes)
+        frame_store.read_planar([(arrays["reader"] or arrays["frames"], face if arrays["per_face"] else 0, span)
+                                 for (arrays, face, _), span in zip(windows, rows)], planes)
         if size != stored:
             _resize_planes(planes, frames.numpy())
         batch = {
@@ -135,16 +140,19 @@ class StoreClipDataset(torch.utils.data.Dataset):
                                                       for (arrays, _, _), span in zip(windows, rows)])).view(*lead, -1),
         }
         if spec.flow != "none":
-            flows = [self._flow(arrays, flow_start) for arrays, _, flow_start in windows]
+            flows = [self._flow(arrays, face, start) for arrays, face, start in windows]
             flow = torch.stack(flows, out=_empty((len(flows), *flows[0].shape), flows[0].dtype, shared))
             batch["flow"] = flow.view(*lead, *flow.shape[1:])
-        batch.update(label=torch.tensor([label for _, _, label, _ in samples], dtype=torch.int64),
-                     video_id=[video_id for *_, video_id in samples])
+        batch.update(label=torch.tensor([sample[3] for sample in samples], dtype=torch.int64),
+                     face=torch.tensor([sample[1] for sample in samples], dtype=torch.int64),
+                     video_id=[sample[4] for sample in samples])
         return batch
 
-    def _flow(self, arrays: dict, flow_start: int) -> torch.Tensor:
+    def _flow(self, arrays: dict, face: int, start: int) -> torch.Tensor:
+        """Flow is stored at its first frame: the window's flows are its first L-1 rows."""
         spec = self.spec
-        flow = arrays["flow"][flow_start : flow_start + spec.clip_length - 1].astype(np.float32)
+        rows = slice(start, start + spec.clip_length - 1)
+        flow = (arrays["flow"][face, rows] if arrays["flow_per_face"] else arrays["flow"][rows]).astype(np.float32)
         if spec.flow_per_frame:
             flow = np.concatenate([flow[:1], flow])
         if spec.flow == "hsv":
@@ -153,20 +161,35 @@ class StoreClipDataset(torch.utils.data.Dataset):
         return torch.from_numpy(_resize_flow(flow, spec.size)).permute(0, 3, 1, 2)
 
     def _arrays(self, key: str) -> dict:
-        """The video's arrays, opened once per process (DataLoader workers must not share the
-        parent's handles); reopening a group's metadata for every item would cost a third of
-        the read."""
+        """The video's arrays, opened and verified once per process (DataLoader workers must
+        not share the parent's handles); reopening a group's metadata for every item would
+        cost a third of the read."""
         if self._opened is None or self._opened[0] != os.getpid():
             self._opened = (os.getpid(), {})
         opened = self._opened[1]
         if key not in opened:
-            group = FeatureStore(self.store_url, mode="r").root[f"videos/{key}"]
+            video = FeatureStore(self.store_url, mode="r").open_video(key, self.generations[key])
+            frames = video[self.spec.frames_array]
+            flow = video[FLOW] if self.spec.flow != "none" else None
             opened[key] = {
-                "frames": group[self.spec.frames_array],
-                "frame_index": group["frame_index"][...].astype(np.int64),
-                "flow": group["flow"] if self.spec.flow != "none" else None,
+                "frames": frames,
+                "reader": frame_store.FramesReader.open(frames),
+                "per_face": frames.metadata.dimension_names[0] == FACE,
+                "frame_index": video.track()["frame_index"][0].astype(np.int64),
+                "flow": flow,
+                "flow_per_face": flow is not None and flow.metadata.dimension_names[0] == FACE,
             }
         return opened[key]
+
+
+def sample_windows(clip_lengths: tuple[int, ...], span: int, groups: int) -> list[tuple[int, ...]]:
+    """First frames of each sample's windows: every non-overlapping `span` inside each clip,
+    taken `groups` successive windows at a time."""
+    starts, first = [], 0
+    for length in clip_lengths:
+        starts += range(first, first + length - span + 1, span)
+        first += length
+    return [tuple(starts[i : i + groups]) for i in range(0, len(starts) - groups + 1, groups)]
 
 
 def batch_loader(dataset: StoreClipDataset, sampler: Iterable[int], batch_size: int, workers: int, drop_last: bool = False,
@@ -178,10 +201,6 @@ def batch_loader(dataset: StoreClipDataset, sampler: Iterable[int], batch_size: 
         dataset, batch_size=None, sampler=torch.utils.data.BatchSampler(sampler, batch_size, drop_last),
         num_workers=workers, generator=generator, persistent_workers=persistent_workers and workers > 0,
     )
-
-
-def _flow_row_of_frame(pairs_f2: np.ndarray) -> dict[int, int]:
-    return {int(a): row for row, (a, _) in enumerate(pairs_f2)}
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:

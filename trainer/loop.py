@@ -198,7 +198,7 @@ def _set_rng(states: dict) -> None:
 
 def _store_profile(store_url: str, key: str) -> dict:
     """The profile a training video was made with, so that `predict` prepares new videos alike."""
-    return FeatureStore(store_url, mode="r").attrs(key)["config"]
+    return FeatureStore(store_url, mode="r").entry(key).config
 
 
 def _class_weights(train_set: StoreClipDataset, balanced: bool) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,20 +108,6 @@ class Layout:
         if self.missing:
             found = ", ".join(f"{n} {kind}" for kind, n in self.found.items()) or "no videos"
             raise ConfigError(f"--root {self.root}: not a complete {self.dataset} layout: missing {', '.join(self.missing)}; found {found}")
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    size: int
-    mtime_ns: int
-    sha256: str
-
-
-def fingerprint(path: str | Path) -> Fingerprint:
-    stat = os.stat(path)
-    with open(path, "rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    return Fingerprint(stat.st_size, stat.st_mtime_ns, digest)
 
 
 def seeded_split(group: str, seed: int, ratios: tuple[float, float, float]) -> str:
