@@ -191,6 +191,22 @@ def export(store, export_format, out, name):
     click.echo("label_dict for DeepfakeBench's config: " + json.dumps(summary.label_dict))
 
 
+@cli.group()
+def store():
+    """Manage a feature store itself."""
+
+
+@store.command()
+@click.option("--store", "url", required=True, help="Feature store path or URL.")
+def upgrade(url):
+    """Rewrite a store of an older format in place, in the current one (docs/STORE.md)."""
+    from feature_store.upgrade import upgrade as run_upgrade
+
+    summary = run_upgrade(url)
+    click.echo(f"{summary.videos} videos, {summary.upgraded} rewritten in the current format"
+               + (f", {summary.dropped} incomplete groups removed" if summary.dropped else ""))
+
+
 @cli.command()
 def models():
     """The registered detectors, with the profile and recipe each trains with."""
