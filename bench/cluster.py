@@ -33,6 +33,7 @@ import psutil
 from bench.corpus import FPS, talking_head
 from bench.report import _cpu
 from feature_store import FeatureStore
+from feature_store.schema import Status
 from pipeline.sources.demo import encode_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,10 +115,11 @@ def _features(root: Path, store: Path, workers: int) -> dict:
     poller.join()
     if command.returncode != 0:
         raise SystemExit(f"features --workers {workers} failed:\n{output[-3000:]}")
-    attrs = [a for a in FeatureStore(store, mode="r").complete_attrs().values() if a["status"] == "done"]
-    frames = sum(a["video"]["n_frames"] for a in attrs)
-    return {"workers": workers, "wall_s": wall, "videos": len(attrs), "source_frames": frames, "fps": frames / wall,
-            "peak_rss_mb": max(a["worker_peak_rss_mb"] for a in attrs), "polled_peak_mb": polled["peak_mb"]}
+    opened = FeatureStore(store, mode="r")
+    entries = [entry for entry, _ in opened.entries(opened.keys()).values() if entry.status is Status.DONE]
+    frames = sum(entry.video["n_frames"] for entry in entries)
+    return {"workers": workers, "wall_s": wall, "videos": len(entries), "source_frames": frames, "fps": frames / wall,
+            "peak_rss_mb": max(entry.worker_peak_rss_mb for entry in entries), "polled_peak_mb": polled["peak_mb"]}
 
 
 def _poll_children(command: subprocess.Popen, polled: dict) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import zarr
 
-from feature_store import FeatureStore
+from feature_store import FeatureStore, schema
+from feature_store.schema import Status, VideoEntry
 from stages import faces
 from stages.faces import model_path
 from trainer.dataset import ClipSpec, StoreClipDataset, batch_loader
@@ -44,15 +45,22 @@ def run_dfprep(root: Path, store: Path, profile: str, workers: int) -> dict:
     subprocess.run([sys.executable, "cli.py", "features", "--dataset", "folder", "--root", str(root), "--store", str(store),
                     "--profile", profile, "--workers", str(workers)], capture_output=True, text=True, check=True, cwd=ROOT)
     wall = time.perf_counter() - started
-    attrs = list(FeatureStore(store, mode="r").complete_attrs().values())
+    entries = [entry for entry, _ in stored_entries(store)]
     return {
         "wall_s": wall,
-        "videos": [{"video": a["video_id"], "frames": a["video"]["n_frames"], "sampled": a["counts"]["frames"],
-                    "found": a["counts"]["face_found"], "crops": a["counts"]["frames"], "flows": a["counts"]["flows"], "timings_s": a["timings_s"],
-                    "peak_rss_mb": a["worker_peak_rss_mb"]} for a in attrs if a["status"] == "done"],
-        "failed": [a["video_id"] for a in attrs if a["status"] != "done"],
+        "videos": [{"video": e.video_id, "frames": e.video["n_frames"], "sampled": e.counts.frames,
+                    "found": e.counts.face_found, "crops": e.counts.frames, "flows": e.counts.flows, "timings_s": e.timings_s,
+                    "peak_rss_mb": e.worker_peak_rss_mb} for e in entries if e.status is Status.DONE],
+        "failed": [e.video_id for e in entries if e.status is not Status.DONE],
         "bytes": disk_bytes(store),
+        "files": sum(1 for path in Path(store).rglob("*") if path.is_file()),
     }
+
+
+def stored_entries(store: Path) -> list[tuple[VideoEntry, str]]:
+    """Every complete video's entry and key, from the groups."""
+    opened = FeatureStore(store, mode="r")
+    return [(entry, key) for key, (entry, _) in opened.entries(opened.keys()).items()]
 
 
 def startup_seconds(root: Path, store: Path, workers: int) -> float:
@@ -72,14 +80,15 @@ def bare_stage_costs(store_path: Path, corpus: dict[str, Path]) -> dict[str, flo
     predictor = dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
     costs = {"decode": 0.0, "detect": 0.0, "landmarks": 0.0, "flow": 0.0, "write": 0.0}
     scratch = zarr.open_group(str(store_path.parent / "bare-writes.zarr"), mode="w")
-    for key, attrs in store.complete_attrs().items():
-        group = store.video(key)
-        frame_index, clip_index = group["frame_index"][...], group["clip_index"][...]
-        boxes = group["boxes"][...] / attrs["video"]["frame_scale"]
+    for entry, key in stored_entries(store_path):
+        video = store.open_video(key)
+        track = video.track()
+        frame_index, clip_index = track["frame_index"][0].astype(int), track["clip_index"][0].astype(int)
+        boxes = schema.boxes_of(track)[0] / entry.video["frame_scale"]
         started = time.perf_counter()
-        frames = _bare_decode(corpus[attrs["video_id"]], frame_index)
+        frames = _bare_decode(corpus[entry.video_id], frame_index)
         costs["decode"] += time.perf_counter() - started
-        searched = faces.detection_positions(frame_index, clip_index, attrs["config"]["faces"]["detect_interval"])
+        searched = faces.detection_positions(frame_index, clip_index, entry.config["faces"]["detect_interval"])
         started = time.perf_counter()
         for t in searched:
             scale = min(1.0, 640 / frames[t].shape[1])
@@ -89,18 +98,18 @@ def bare_stage_costs(store_path: Path, corpus: dict[str, Path]) -> dict[str, flo
         for frame, box in zip(frames, boxes):
             predictor(frame, dlib.rectangle(*[int(v) for v in box]))
         costs["landmarks"] += time.perf_counter() - started
-        arrays = {name: group[name][...] for name in group.array_keys()}
-        if "flow" in arrays:
-            grays = [cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) for crop in arrays["frames"]]
+        arrays = {name: array[...] for name, array in video.arrays.items()}
+        if schema.FLOW in arrays:
+            grays = [cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) for crop in arrays[schema.FRAMES].reshape(-1, *arrays[schema.FRAMES].shape[-3:])]
             started = time.perf_counter()
-            for a, b in group["flow_pairs"][...]:
-                cv2.calcOpticalFlowFarneback(grays[a], grays[b], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            for a in np.flatnonzero(track["flow_valid"][0]):
+                cv2.calcOpticalFlowFarneback(grays[a], grays[a + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
             costs["flow"] += time.perf_counter() - started
         started = time.perf_counter()
         target = scratch.create_group(key)
         for name, data in arrays.items():
-            source = group[name]
-            array = target.create_array(name, shape=data.shape, dtype=data.dtype, chunks=source.chunks,
+            source = video[name]
+            array = target.create_array(name, shape=data.shape, dtype=data.dtype, chunks=source.chunks, shards=source.shards,
                                         filters=source.filters, compressors=source.compressors,
                                         config={"write_empty_chunks": True})
             array[...] = data

@@ -21,8 +21,8 @@ STAGES = ("fingerprint", "decode", "faces", "crop", "flow", "write")
 def frames_bytes(store: Path) -> tuple[int, int]:
     """Stored bytes of every `frames` array and the number of crops in them."""
     opened = FeatureStore(store, mode="r")
-    arrays = [opened.video(key)["frames"] for key in opened.complete_attrs()]
-    return sum(a.nbytes_stored() for a in arrays), sum(a.shape[0] for a in arrays)
+    videos = [opened.open_video(key) for key in opened.entries(opened.keys())]
+    return sum(v["frames"].nbytes_stored() for v in videos), sum(v.entry.counts.frames for v in videos)
 
 
 def write(summary: dict, markdown: Path, chart: Path) -> None:

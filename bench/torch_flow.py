@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from feature_store import FeatureStore
+from feature_store import FeatureStore, schema
+from feature_store.schema import Status
 from stages import flow, flow_torch
 
 
@@ -31,13 +32,15 @@ def torch_flow_check(store_path: str | Path) -> dict:
 
 def _check(store: FeatureStore) -> dict:
     per_video, pairs_total, cv2_s, torch_s = [], 0, 0.0, 0.0
-    for key, attrs in store.complete_attrs().items():
-        flow_config = (attrs.get("config") or {}).get("flow")
-        if attrs.get("status") != "done" or not flow_config:
+    for key, (entry, _) in store.entries(store.keys()).items():
+        flow_config = entry.config.get("flow")
+        if entry.status is not Status.DONE or not flow_config:
             continue
         config = flow.FlowConfig.from_dict(flow_config)
-        pairs = store.read(key, "flow_pairs")
-        gray = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in store.read(key, "frames")])
+        video = store.open_video(key)
+        first = np.flatnonzero(video.track()["flow_valid"][0])
+        pairs = np.stack([first, first + 1], axis=1)
+        gray = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in video[schema.FRAMES][0]])
         if not len(pairs):
             continue
         if not pairs_total:

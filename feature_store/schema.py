@@ -129,6 +129,23 @@ def track_table(frame_index: np.ndarray, clip_index: np.ndarray, timestamps_s: n
     return np.ascontiguousarray(table), fields
 
 
+def boxes_of(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """(faces, T, 4) boxes x1 y1 x2 y2 from the track's columns."""
+    return np.stack([columns[name] for name in _BASE_FIELDS[5:9]], axis=-1)
+
+
+def landmarks_of(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """(faces, T, 68, 2) landmarks in the first crop's pixels from the track's columns."""
+    points = np.stack([columns[name] for name in _LANDMARK_FIELDS], axis=-1)
+    return points.reshape(*points.shape[:-1], LANDMARKS, 2)
+
+
+def affines_of(columns: dict[str, np.ndarray], frames_array: str) -> np.ndarray:
+    """(faces, T, 2, 3) frame-to-crop affines of a frames array from the track's columns."""
+    values = np.stack([columns[name] for name in affine_fields(frames_array)], axis=-1)
+    return values.reshape(*values.shape[:-1], 2, 3)
+
+
 def frame_aligned_flow(flow_fhw2: np.ndarray, pairs_f2: np.ndarray, n_frames: int) -> np.ndarray:
     """(T, H, W, 2): each flow at its pair's first frame, zeros elsewhere."""
     aligned = np.zeros((n_frames, *flow_fhw2.shape[1:]), flow_fhw2.dtype)

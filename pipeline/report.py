@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from feature_store import FeatureStore, manifest, video_key
-from feature_store.schema import FACE, FLOW, FRAMES, LABEL_NAMES, UNLABELED, IndexRow, Status
+from feature_store.schema import FACE, FLOW, FRAMES, LABEL_NAMES, UNLABELED, IndexRow, Status, boxes_of
 from pipeline.sources.base import SPLITS
 from stages.errors import ConfigError, StoreError
 from viz.contact_sheet import contact_sheet
@@ -71,7 +71,7 @@ def write_contact_sheet(url: str, video_id: str, out: str) -> Path:
         clip_index=clip_index,
         flow_fhw2=None if flow is None else (flow[0] if per_face else flow[...])[flow_valid],
         flow_pairs=None if flow is None else np.stack([np.flatnonzero(flow_valid), np.flatnonzero(flow_valid) + 1], axis=1),
-        boxes_xyxy=np.stack([track[f"box_{c}"][0] for c in ("x1", "y1", "x2", "y2")], axis=-1),
+        boxes_xyxy=boxes_of(track)[0],
         face_found=track["face_found"][0].astype(bool),
         thumbnail_hw3=thumbnail,
         thumbnail_scale=entry.thumbnail["scale"],
