@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"dfprep: error: {exc}", err=True)
         sys.exit(2)
     except (StoreLocked, StoreError, Diverged) as exc:
-        click.echo(f"dfprep: error: {exc}", err=True)
+        click.echo(f"dfprep: {exc}", err=True)
         sys.exit(1)
 
 

@@ -18,8 +18,10 @@ CLEAN, WRITING = "clean", "writing"
 def read(store: FeatureStore) -> list[IndexRow] | None:
     """The rows as written; None when there is no index."""
     text = store.read_text(INDEX)
-    if text is None:
-        return None
+    return None if text is None else _parse(text)
+
+
+def _parse(text: str) -> list[IndexRow]:
     return [IndexRow.from_csv(row) for row in csv.DictReader(io.StringIO(text))]
 
 
@@ -38,16 +40,20 @@ def from_groups(store: FeatureStore) -> list[IndexRow]:
 
 def is_current(store: FeatureStore) -> bool:
     """Whether the index is there and no run was writing it (a running run, or a dead one)."""
-    state = store.root.attrs.get(INDEX_STATE, {})
-    return state.get("state", CLEAN) == CLEAN and store.read_text(INDEX) is not None
+    return _current_text(store) is not None
+
+
+def _current_text(store: FeatureStore) -> str | None:
+    if store.root.attrs.get(INDEX_STATE, {}).get("state", CLEAN) != CLEAN:
+        return None
+    return store.read_text(INDEX)
 
 
 def load(store: FeatureStore) -> list[IndexRow]:
     """The index for a reader: as written when current, else rebuilt from the groups (in
     memory; `status --rebuild` or the next run saves it)."""
-    if is_current(store):
-        return read(store) or []
-    return from_groups(store)
+    text = _current_text(store)
+    return from_groups(store) if text is None else _parse(text)
 
 
 def rebuild(store: FeatureStore) -> list[IndexRow]:
@@ -61,9 +67,8 @@ def rebuild(store: FeatureStore) -> list[IndexRow]:
 def begin_run(store: FeatureStore, run_id: str) -> list[IndexRow]:
     """A run's starting rows (rebuilt if the index is missing or stale); the index is marked
     as being written until `end_run`, so that a run that dies leaves it marked stale."""
-    rows = read(store) if is_current(store) else None
-    if rows is None:
-        rows = from_groups(store)
+    text = _current_text(store)
+    rows = from_groups(store) if text is None else _parse(text)
     store.set_root_attrs({INDEX_STATE: {"state": WRITING, "run_id": run_id}})
     return rows
 

@@ -39,12 +39,13 @@ def test_samples_are_the_stored_pixels(demo_store):
 
     dataset = StoreClipDataset(str(demo_store), ClipSpec(clip_length=16, flow="raw"), splits=("val",))
     item = dataset[3]
-    group = FeatureStore(demo_store, mode="r").video(video_key(item["video_id"]))
-    positions = np.flatnonzero(np.isin(group["frame_index"][...], item["frame_index"].numpy()))
-    assert np.array_equal(item["frames"].permute(0, 2, 3, 1).numpy(), group["frames"][positions[0] : positions[-1] + 1])
-    rows = np.flatnonzero(np.isin(group["flow_pairs"][...][:, 0], positions[:-1]))
-    assert len(rows) == 15 and np.array_equal(group["flow_pairs"][...][rows, 1], positions[1:])
-    np.testing.assert_array_equal(item["flow"].permute(0, 2, 3, 1).numpy(), group["flow"][...][rows].astype(np.float32))
+    video = FeatureStore(demo_store, mode="r").open_video(video_key(item["video_id"]))
+    track = video.track()
+    positions = np.flatnonzero(np.isin(track["frame_index"][0], item["frame_index"].numpy()))
+    assert np.array_equal(item["frames"].permute(0, 2, 3, 1).numpy(), video["frames"][0, positions[0] : positions[-1] + 1])
+    # Flow is stored at its first frame: a window's 15 flows leave its first 15 frames.
+    assert track["flow_valid"][0, positions[:-1]].all() and not track["flow_valid"][0, positions[-1]]
+    np.testing.assert_array_equal(item["flow"].permute(0, 2, 3, 1).numpy(), video["flow"][0, positions[:-1]].astype(np.float32))
 
 
 def test_videos_too_short_for_a_sample_are_listed_not_dropped(demo_store):

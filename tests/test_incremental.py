@@ -49,23 +49,23 @@ def test_reruns_do_exactly_the_missing_work(face_corpus, cluster, tmp_path):
     changed = run()
     assert (changed.processed, changed.skipped, changed.relabelled) == (1, 20, 0)
     assert changed.stage_runs == Counter(decode=1, faces=1, flow=1)
-    assert store.attrs(video_key("real/v00"))["fingerprint"]["mtime_ns"] == touched.stat().st_mtime_ns
+    assert store.entry(video_key("real/v00")).fingerprint.mtime_ns == touched.stat().st_mtime_ns
 
-    keys = sorted(store.complete_attrs())
-    before = {key: store.attrs(key) for key in keys}
+    keys = sorted(store.entries(store.keys()))
+    before = {key: store.entry(key) for key in keys}
     frames_written = {key: _chunk_mtimes(store_path, key, "frames") for key in keys}
-    flow_before = store.read(keys[0], "flow")
+    flow_before = store.open_video(keys[0])["flow"][...]
     flow_changed = run("flow.winsize=21")
     assert (flow_changed.processed, flow_changed.stage_runs) == (21, Counter(flow=21))
     for key in keys:
-        after = store.attrs(key)
-        assert after["stage_keys"]["faces"] == before[key]["stage_keys"]["faces"]
-        assert after["stage_keys"]["flow"] != before[key]["stage_keys"]["flow"]
-        assert after["config"]["flow"]["winsize"] == 21
+        after = store.entry(key)
+        assert after.stage_keys.faces == before[key].stage_keys.faces
+        assert after.stage_keys.flow != before[key].stage_keys.flow
+        assert after.config["flow"]["winsize"] == 21
         # Nothing decoded: the crops' chunk files were not even rewritten.
         assert _chunk_mtimes(store_path, key, "frames") == frames_written[key]
-        assert after["timings_s"]["decode"] == before[key]["timings_s"]["decode"]
-    assert not np.array_equal(store.read(keys[0], "flow"), flow_before)
+        assert after.timings_s["decode"] == before[key].timings_s["decode"]
+    assert not np.array_equal(store.open_video(keys[0])["flow"][...], flow_before)
 
     faces_changed = run("flow.winsize=21", "faces.detect_interval=2")
     assert (faces_changed.processed, faces_changed.stage_runs) == (21, Counter(decode=21, faces=21, flow=21))

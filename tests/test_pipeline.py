@@ -8,7 +8,8 @@ import pytest
 
 import videos
 from conftest import FIXTURES, needs_fixtures, run_cli
-from feature_store import FeatureStore, video_key
+from feature_store import FeatureStore, schema, video_key
+from feature_store.schema import Status
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.run import FeaturesRequest, build_features
 
@@ -30,16 +31,18 @@ def test_demo_features_end_to_end(demo_store):
 
 def test_demo_store_holds_the_declared_arrays(demo_store):
     store = FeatureStore(demo_store, mode="r")
-    attrs = store.attrs(video_key("fake/id03"))
-    group = store.video(video_key("fake/id03"))
-    assert group["frames"].shape == (96, 256, 256, 3) and group["frames"].dtype == np.uint8
-    assert group["flow"].shape == (90, 256, 256, 2) and group["flow"].dtype == np.float16
-    assert group["landmarks"].shape == (96, 68, 2) and group["boxes"].shape == (96, 4)
-    assert group["face_found"][...].all()
-    assert np.array_equal(np.unique(np.diff(group["frame_index"][...][:16])), [1])
-    assert attrs["label"] == 1 and attrs["backends"]["flow"] == "opencv-cpu"
-    assert set(attrs["stage_keys"]) == {"decode", "faces", "flow"}
-    assert set(attrs["timings_s"]) >= {"decode", "faces", "crop", "flow", "write"}
+    video = store.open_video(video_key("fake/id03"))
+    entry, track = video.entry, video.track()
+    assert video["frames"].shape == (1, 96, 256, 256, 3) and video["frames"].dtype == np.uint8
+    assert video["flow"].shape == (1, 96, 256, 256, 2) and video["flow"].dtype == np.float16
+    assert schema.landmarks_of(track).shape == (1, 96, 68, 2) and schema.boxes_of(track).shape == (1, 96, 4)
+    assert track["face_found"].all() and track["flow_valid"].sum() == 90 == entry.counts.flows
+    assert np.array_equal(np.unique(np.diff(track["frame_index"][0, :16])), [1])
+    assert entry.label == 1 and entry.backends["flow"] == "opencv-cpu" and entry.clip_lengths == (16,) * 6
+    assert entry.stage_keys is not None and entry.counts.faces == 1
+    assert set(entry.timings_s) >= {"decode", "faces", "crop", "flow", "write"}
+    # A video is a handful of files: its group's metadata, and metadata + one shard an array.
+    assert sum(1 for path in (demo_store / "videos" / video.key).rglob("*") if path.is_file()) == 7
 
 
 def test_contact_sheet(demo_store, tmp_path):
@@ -61,14 +64,14 @@ def test_folder_dataset_on_a_real_video(tmp_path):
     store_path = tmp_path / "store.zarr"
     request = FeaturesRequest("folder", str(root), str(store_path), get_profile("default"), workers=2)
     summary = build_features(request, progress=False)
-    assert summary.statuses["done"] == 2
+    assert summary.statuses[Status.DONE] == 2
     store = FeatureStore(store_path, mode="r")
-    group = store.video(video_key("real/Megamind"))
-    frames, found = group["frames"], group["face_found"][...]
-    assert frames.dtype == np.uint8 and frames.shape == (128, 256, 256, 3)
+    video = store.open_video(video_key("real/Megamind"))
+    frames, found = video["frames"], video.track()["face_found"][0]
+    assert frames.dtype == np.uint8 and frames.shape[1:] == (128, 256, 256, 3)
     assert found.mean() >= 0.9, f"face found in {found.mean():.0%} of Megamind's frames"
-    assert np.isfinite(group["flow"][...].astype(np.float32)).all()
-    assert store.attrs(video_key("fake/moving face"))["label"] == 1
+    assert np.isfinite(video["flow"][...].astype(np.float32)).all()
+    assert store.entry(video_key("fake/moving face")).label == 1
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,8 @@ def test_a_client_killed_mid_run_resumes_to_the_store_of_an_uninterrupted_run(fa
     assert not alive, "worker processes outlived their client"
 
     on_disk = stored_groups(store)
-    visible = FeatureStore(store, mode="r").complete_attrs()
+    opened = FeatureStore(store, mode="r")
+    visible = opened.entries(opened.keys())
     assert set(visible) == {key for key, complete in on_disk.items() if complete}
     assert 3 <= len(visible) < 20, "the kill came after the run had finished"
     # What readers see is whole; a half-written group is not seen at all, nor listed by a

@@ -157,14 +157,17 @@ def test_classes_weigh_alike_in_an_imbalanced_store(tmp_path):
 
 
 def test_a_loss_that_is_not_a_number_stops_the_run_with_a_message(tmp_path, capsys):
-    from feature_store import FeatureStore, video_key
+    from feature_store import FeatureStore, manifest, schema, video_key
     from pipeline.profiles import get_profile
     from stores import write_tiny_store
 
     store = write_tiny_store(tmp_path / "s.zarr", get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=(32, 32),
                              splits={"train": 1, "val": 1})
-    flow = np.full((15, 32, 32, 2), np.nan, np.float16)
-    FeatureStore(store).update_video(video_key("fake/id00"), {"flow": flow}, {})
+    flow = np.full((1, 16, 32, 32, 2), np.nan, np.float16)
+    opened = FeatureStore(store)
+    key = video_key("fake/id00")
+    opened.update_video(key, opened.entry(key), {schema.FLOW: schema.flow_array(flow, per_face=True)}, chunk_frames=16)
+    manifest.rebuild(opened)
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--store", str(store), "--model", "ofcnn", "--out", str(tmp_path / "run"), "--input", "size=32x32"])
     assert exit_info.value.code == 1
@@ -193,7 +196,7 @@ def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_stor
 
 
 def test_export_deepfakebench_layout(tiny_store, tmp_path):
-    from feature_store import FeatureStore, video_key
+    from feature_store import FeatureStore, schema, video_key
 
     out = tmp_path / "dfb"
     main(["export", "--store", str(tiny_store), "--format", "deepfakebench", "--out", str(out)])
@@ -207,17 +210,17 @@ def test_export_deepfakebench_layout(tiny_store, tmp_path):
             for video, entry in entries.items():
                 videos += 1
                 assert entry["label"] == label
-                group = store.video(video)
-                assert group.attrs["split"] == split and group.attrs["label"] == (label == "tiny_fake")
-                frame_index = group["frame_index"][...]
-                assert [int(p.rsplit("/", 1)[1][:-4]) for p in entry["frames"]] == frame_index.tolist()
+                stored = store.open_video(video)
+                assert stored.entry.split == split and stored.entry.label == (label == "tiny_fake")
+                track = stored.track()
+                assert [int(p.rsplit("/", 1)[1][:-4]) for p in entry["frames"]] == track["frame_index"][0].astype(int).tolist()
                 for t, path in enumerate(entry["frames"]):
                     assert path.startswith(str(out / "frames" / video))
                     png = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-                    assert np.array_equal(png, group["frames"][t])
+                    assert np.array_equal(png, stored["frames"][0, t])
                     # DeepfakeBench's loader finds landmarks by this replacement.
                     landmarks = np.load(path.replace("frames", "landmarks").replace(".png", ".npy"))
-                    assert landmarks.shape == (68, 2) and np.array_equal(landmarks, group["landmarks"][t])
+                    assert landmarks.shape == (68, 2) and np.array_equal(landmarks, schema.landmarks_of(track)[0, t])
     assert videos == 4 and video_key("real/id00") in index["tiny"]["tiny_real"]["train"]
 
 
