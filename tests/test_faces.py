@@ -181,6 +181,23 @@ def test_every_face_gets_its_own_track_largest_first(two_faces):
     assert_same_track(found[0], faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG))
 
 
+def test_the_jittered_inner_face_shows_in_its_own_tracks_flow_only(two_faces):
+    """Face 1 carries the demo's manipulation: its crops' flow, inner face against the crop's
+    corner, changes from pair to pair many times more than face 0's."""
+    from stages import flow
+
+    decoded = two_faces[0]
+    pairs = flow.consecutive_pairs(decoded.clip_index)
+    jerk = []
+    for track in faces.tracks(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG):
+        crops = faces.crop(decoded.frames_thw3, track, decoded.clip_index, faces.CropConfig("box", (128, 128))).frames
+        fields = flow.compute(crops, pairs, flow.FlowConfig()).flow_fhw2.astype(np.float32)
+        inner = fields[:, 40:90, 40:90].mean(axis=(1, 2)) - fields[:, 5:20, 5:20].mean(axis=(1, 2))
+        same_clip = decoded.clip_index[pairs[1:, 0]] == decoded.clip_index[pairs[:-1, 0]]
+        jerk.append(np.abs(np.diff(inner, axis=0))[same_clip].mean())
+    assert jerk[1] > 4 * jerk[0], f"inner-face flow change per pair: {jerk[0]:.2f} px (face 0), {jerk[1]:.2f} px (face 1)"
+
+
 def test_a_single_face_gives_one_track_that_is_the_main_track(smooth_face):
     decoded, _ = smooth_face
     (only,) = faces.tracks(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)

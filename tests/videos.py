@@ -1,5 +1,6 @@
 """Videos the tests make, with known answers: frames that carry their own index, textures
-moved by a known sub-pixel shift, a real face moving on a smooth path."""
+moved by a known sub-pixel shift, a real face moving on a smooth path, two faces moving
+independently."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def two_faces(n: int = 48, swapped: int | None = 1, height: int = 288, width: in
     rng = np.random.default_rng([1217, seed])
     backdrop = demo.background(rng, height, width)
     t = np.arange(n)
-    faces = []
+    people = []
     for index, (scale, home_x) in enumerate([(1.1, 0.27 * width), (0.9, 0.74 * width)]):
         tint = 1 + rng.normal(0, 0.08, 3).astype(np.float32)
         sprites = [demo.face_sprite(region, tint, flip=bool(index)) for region in (demo.HEAD_REGION, demo.FACE_REGION)]
@@ -105,7 +106,7 @@ def two_faces(n: int = 48, swapped: int | None = 1, height: int = 288, width: in
         centre = np.stack([home_x + 12 * np.sin(2 * np.pi * t / period[0] + phase[0]),
                            height / 2 + 10 * np.sin(2 * np.pi * t / period[1] + phase[1])], axis=1)
         smooth, jitter = demo.inner_face_offsets(rng, n)
-        faces.append((sprites, scale, centre, jitter if index == swapped else smooth))
+        people.append((sprites, scale, centre, jitter if index == swapped else smooth))
     grain = np.random.default_rng([1217, seed, 1])
     frames = np.empty((n, height, width, 3), np.uint8)
     boxes = np.empty((2, n, 4))
@@ -113,7 +114,7 @@ def two_faces(n: int = 48, swapped: int | None = 1, height: int = 288, width: in
     fx0, fy0, fx1, fy1 = demo.FACE_REGION
     for k in range(n):
         canvas = backdrop.copy()
-        for index, ((head, face), scale, centre, offset) in enumerate(faces):
+        for index, ((head, face), scale, centre, offset) in enumerate(people):
             canvas = demo.paste_sprite(canvas, *head, demo.HEAD_REGION, demo.HEAD_REGION, scale, centre[k])
             canvas = demo.paste_sprite(canvas, *face, demo.FACE_REGION, demo.HEAD_REGION, scale, centre[k] + offset[k])
             origin = centre[k] + offset[k] - scale * np.array([(hx1 - hx0) / 2, (hy1 - hy0) / 2])
