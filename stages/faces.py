@@ -198,6 +198,7 @@ def tracks(frames_thw3: np.ndarray, frame_index: np.ndarray, clip_index: np.ndar
 
 
 def _face_track(linked: dict[int, np.ndarray], searched: list[int], frames_thw3, frame_index, clip_index, config: FacesConfig) -> FaceTrack:
+    """A linked track ({position: box}) over every frame: filled, smoothed, with landmarks."""
     boxes, found = _fill(linked, searched, frame_index, clip_index)
     boxes = _smooth(boxes, frame_index, clip_index, config.smooth_sigma)
     landmarks = np.full((len(boxes), 68, 2), np.nan, np.float32)
