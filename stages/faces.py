@@ -1,7 +1,8 @@
-"""Faces: dlib detection on a downscaled copy, one smoothed track, landmarks, and crops."""
+"""Faces: dlib detection on a downscaled copy, a smoothed track a face, landmarks, and crops."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import os
@@ -15,7 +16,8 @@ import numpy as np
 from stages.config import StageConfig, check
 from stages.errors import NoFace
 
-VERSION = 1
+# 2: every face track that is present often enough, not the main one only.
+VERSION = 2
 # Searching around a known face: the region spans this many face widths, shrunk so the face
 # is this many pixels wide, comfortably above HOG's 80 px window.
 _REGION_SPAN = 2.5
@@ -43,6 +45,12 @@ class FacesConfig(StageConfig):
     # frames (far apart in time) are left unsmoothed by construction.
     smooth_sigma: float = 2.0
     landmarks: bool = True
+    # Tracks kept, main first; 0 keeps every track present often enough.
+    max_faces: int = 0
+    # A track other than the main one is kept when detected in this share of the searched
+    # frames. A face the linker splits into pieces yields pieces that follow one another in
+    # time, so at most one piece of it covers more than half: no face is kept twice.
+    min_presence: float = 0.5
 
     def __post_init__(self):
         check(self.detector in ("hog", "cnn"), "faces.detector", self.detector, "allowed: hog, cnn")
@@ -50,6 +58,8 @@ class FacesConfig(StageConfig):
         check(0 <= self.upsample <= 3, "faces.upsample", self.upsample, "allowed: 0 to 3")
         check(self.detect_interval >= 1, "faces.detect_interval", self.detect_interval, "must be >= 1")
         check(self.smooth_sigma >= 0, "faces.smooth_sigma", self.smooth_sigma, "must be >= 0")
+        check(self.max_faces >= 0, "faces.max_faces", self.max_faces, "must be >= 0 (0: no limit)")
+        check(0 <= self.min_presence <= 1, "faces.min_presence", self.min_presence, "allowed: 0 to 1 (a share of the searched frames)")
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class CropConfig(StageConfig):
 
 @dataclass(frozen=True)
 class FaceTrack:
-    """The main face through the sampled frames, in decoded-frame pixels: `boxes_xyxy` float32
+    """One face through the sampled frames, in decoded-frame pixels: `boxes_xyxy` float32
     (T, 4) smoothed; `face_found` bool (T,); `landmarks_xy` float32 (T, 68, 2), NaN when off."""
 
     boxes_xyxy: np.ndarray
@@ -165,19 +175,31 @@ def detect(frame_hw3: np.ndarray, config: FacesConfig, region_xyxy: np.ndarray |
 
 
 def track(frames_thw3: np.ndarray, frame_index: np.ndarray, clip_index: np.ndarray, config: FacesConfig) -> FaceTrack:
+    """The main face only: `tracks(...)[0]`, without the work for the others."""
+    return tracks(frames_thw3, frame_index, clip_index, dataclasses.replace(config, max_faces=1))[0]
+
+
+def tracks(frames_thw3: np.ndarray, frame_index: np.ndarray, clip_index: np.ndarray, config: FacesConfig) -> tuple[FaceTrack, ...]:
     """Detect every `detect_interval` frames, link detections into tracks, keep the main one
-    (largest and most persistent), fill and smooth it over every frame. Raises NoFace when no
-    frame has a face."""
+    (largest and most persistent) and every other detected in at least `min_presence` of the
+    searched frames, in that order, at most `max_faces`; fill and smooth each over every
+    frame. Raises NoFace when no frame has a face."""
     at = detection_positions(frame_index, clip_index, config.detect_interval)
     detections = _detect_along(frames_thw3, at, clip_index, config)
     if not any(len(boxes) for boxes, _ in detections.values()) and config.upsample == 0:
         # Small faces: one more pass at double resolution before calling the video faceless.
         retry = FacesConfig(**{**config.to_dict(), "upsample": 1})
         detections = {t: detect(frames_thw3[t], retry) for t in at}
-    main = _main_track(_link(detections, clip_index))
-    if not main:
+    ranked = _ranked(_link(detections, clip_index))
+    if not ranked:
         raise NoFace(f"no face in {len(at)} frames searched")
-    boxes, found = _fill(main, at, frame_index, clip_index)
+    kept = ranked[:1] + [linked for linked in ranked[1:] if len(linked) >= config.min_presence * len(at)]
+    return tuple(_face_track(linked, at, frames_thw3, frame_index, clip_index, config) for linked in kept[: config.max_faces or None])
+
+
+def _face_track(linked: dict[int, np.ndarray], searched: list[int], frames_thw3, frame_index, clip_index, config: FacesConfig) -> FaceTrack:
+    """A linked track ({position: box}) over every frame: filled, smoothed, with landmarks."""
+    boxes, found = _fill(linked, searched, frame_index, clip_index)
     boxes = _smooth(boxes, frame_index, clip_index, config.smooth_sigma)
     landmarks = np.full((len(boxes), 68, 2), np.nan, np.float32)
     if config.landmarks:
@@ -317,39 +339,41 @@ def _box_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(shift + 2 * abs(np.log(side_b / side_a)))
 
 
-def _main_track(tracks: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
-    # Largest and most persistent in one number: the sum of box sides over its detections.
+def _ranked(tracks: list[dict[int, np.ndarray]]) -> list[dict[int, np.ndarray]]:
+    """Largest and most persistent first, in one number: the sum of box sides over its
+    detections. Ties keep the linking order (a stable sort)."""
+
     def weight(track):
         return sum(np.sqrt(np.prod(box[2:] - box[:2])) for box in track.values())
 
-    return max(tracks, key=weight, default={})
+    return sorted(tracks, key=weight, reverse=True)
 
 
-def _fill(main: dict[int, np.ndarray], searched: list[int], frame_index, clip_index) -> tuple[np.ndarray, np.ndarray]:
+def _fill(linked: dict[int, np.ndarray], searched: list[int], frame_index, clip_index) -> tuple[np.ndarray, np.ndarray]:
     """A box for every frame: detected, interpolated inside a clip, or the nearest detection.
     A frame counts as found only when detected or between two searched frames that both had
     the face."""
     n = len(frame_index)
     boxes = np.empty((n, 4), np.float64)
     found = np.zeros(n, bool)
-    hits = np.array(sorted(main))
+    hits = np.array(sorted(linked))
     for clip in np.unique(clip_index):
         members = np.flatnonzero(clip_index == clip)
         clip_hits = hits[np.isin(hits, members)]
         clip_searched = [t for t in searched if clip_index[t] == clip]
         for t in members:
-            if t in main:
-                boxes[t], found[t] = main[t], True
+            if t in linked:
+                boxes[t], found[t] = linked[t], True
                 continue
             before, after = clip_hits[clip_hits < t], clip_hits[clip_hits > t]
             if len(before) and len(after):
                 a, b = before[-1], after[0]
                 w = (frame_index[t] - frame_index[a]) / (frame_index[b] - frame_index[a])
-                boxes[t] = (1 - w) * main[a] + w * main[b]
+                boxes[t] = (1 - w) * linked[a] + w * linked[b]
                 found[t] = not any(a < s < b for s in clip_searched)
             else:
                 nearest = hits[np.argmin(np.abs(frame_index[hits] - frame_index[t]))]
-                boxes[t] = main[nearest]
+                boxes[t] = linked[nearest]
     return boxes, found
 
 

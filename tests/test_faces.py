@@ -1,3 +1,5 @@
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -5,7 +7,7 @@ import pytest
 import videos
 from stages import faces
 from stages.decode import DecodeConfig, SamplingConfig, decode_clips
-from stages.errors import NoFace
+from stages.errors import ConfigError, NoFace
 
 CONFIG = faces.FacesConfig()
 
@@ -146,3 +148,83 @@ def test_the_cached_detector_finds_what_dlibs_own_finds(smooth_face, tmp_path, m
         for detector in (rebuilt, loaded):
             rects, scores, kinds = detector.run(frame, 0, 0.0)
             assert list(rects) == list(expected[0]) and scores == pytest.approx(expected[1]) and list(kinds) == list(expected[2])
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    """The two-face video (large face left, small face right) encoded, decoded as 4 clips of
+    12, with the true inner-face boxes of the decoded frames."""
+    frames, true_boxes = videos.two_faces(48)
+    path = videos.write(tmp_path_factory.mktemp("faces") / "two.mp4", frames)
+    decoded = decode_clips(path, SamplingConfig(clips=4, clip_length=12), DecodeConfig())
+    return decoded, frames, true_boxes[:, decoded.frame_index]
+
+
+def assert_same_track(a: faces.FaceTrack, b: faces.FaceTrack) -> None:
+    for name in ("boxes_xyxy", "face_found", "landmarks_xy"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+
+
+def test_every_face_gets_its_own_track_largest_first(two_faces):
+    decoded, _, true_boxes = two_faces
+    found = faces.tracks(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    assert len(found) == 2
+    for face, (track, truth) in enumerate(zip(found, true_boxes)):
+        assert track.face_found.all(), f"face {face}"
+        assert np.isfinite(track.landmarks_xy).all()
+        side = np.sqrt(np.prod(truth[:, 2:] - truth[:, :2], axis=1))
+        miss = np.linalg.norm((track.boxes_xyxy[:, :2] + track.boxes_xyxy[:, 2:]) / 2 - (truth[:, :2] + truth[:, 2:]) / 2, axis=1)
+        assert (miss < 0.15 * side).all(), f"face {face}: box centre up to {miss.max():.1f} px from the pasted face"
+        ratio = np.sqrt(np.prod(track.boxes_xyxy[:, 2:] - track.boxes_xyxy[:, :2], axis=1)) / side
+        assert (0.7 < ratio).all() and (ratio < 1.1).all(), f"face {face}: box side {ratio.min():.2f}-{ratio.max():.2f} of the pasted face"
+    # The main track, alone, is track 0.
+    assert_same_track(found[0], faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG))
+
+
+def test_the_jittered_inner_face_shows_in_its_own_tracks_flow_only(two_faces):
+    """Face 1 carries the demo's manipulation: its crops' flow, inner face against the crop's
+    corner, changes from pair to pair many times more than face 0's."""
+    from stages import flow
+
+    decoded = two_faces[0]
+    pairs = flow.consecutive_pairs(decoded.clip_index)
+    jerk = []
+    for track in faces.tracks(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG):
+        crops = faces.crop(decoded.frames_thw3, track, decoded.clip_index, faces.CropConfig("box", (128, 128))).frames
+        fields = flow.compute(crops, pairs, flow.FlowConfig()).flow_fhw2.astype(np.float32)
+        inner = fields[:, 40:90, 40:90].mean(axis=(1, 2)) - fields[:, 5:20, 5:20].mean(axis=(1, 2))
+        same_clip = decoded.clip_index[pairs[1:, 0]] == decoded.clip_index[pairs[:-1, 0]]
+        jerk.append(np.abs(np.diff(inner, axis=0))[same_clip].mean())
+    assert jerk[1] > 4 * jerk[0], f"inner-face flow change per pair: {jerk[0]:.2f} px (face 0), {jerk[1]:.2f} px (face 1)"
+
+
+def test_a_single_face_gives_one_track_that_is_the_main_track(smooth_face):
+    decoded, _ = smooth_face
+    (only,) = faces.tracks(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG)
+    assert_same_track(only, faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, CONFIG))
+
+
+def test_max_faces_and_min_presence_choose_the_tracks(two_faces):
+    decoded, frames, _ = two_faces
+    rows = (decoded.frame_index, decoded.clip_index)
+    assert len(faces.tracks(decoded.frames_thw3, *rows, faces.FacesConfig(max_faces=1))) == 1
+    # The small face only in the last clip: a quarter of the searched frames.
+    late = decoded.frames_thw3.copy()
+    late[decoded.clip_index < 3, :, 256:] = 128
+    assert len(faces.tracks(late, *rows, CONFIG)) == 1
+    kept = faces.tracks(late, *rows, faces.FacesConfig(min_presence=0.2))
+    assert len(kept) == 2 and kept[1].face_found[decoded.clip_index == 3].all() and not kept[1].face_found[decoded.clip_index < 3].any()
+    # Without the large face the small one is the main track, however rarely it is seen.
+    alone = late.copy()
+    alone[:, :, :256] = 128
+    (main,) = faces.tracks(alone, *rows, CONFIG)
+    assert main.face_found.sum() == (decoded.clip_index == 3).sum()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("max_faces", -1, "faces.max_faces=-1: must be >= 0"), ("min_presence", 1.5, "faces.min_presence=1.5: allowed: 0 to 1")],
+)
+def test_bad_multi_face_settings_name_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        faces.FacesConfig(**{field: value})

@@ -1,5 +1,6 @@
 """Videos the tests make, with known answers: frames that carry their own index, textures
-moved by a known sub-pixel shift, a real face moving on a smooth path."""
+moved by a known sub-pixel shift, a real face moving on a smooth path, two faces moving
+independently."""
 
 from __future__ import annotations
 
@@ -85,3 +86,39 @@ def smooth_path(n: int, height: int = 288, width: int = 384) -> np.ndarray:
 def small_face_video(seed: int, n: int = 24, height: int = 150, width: int = 200) -> np.ndarray:
     """uint8 (n, H, W, 3): the moving face at a size dlib still finds, for cheap pipeline runs."""
     return moving_face(smooth_path(n, height, width), height, width, seed=seed)
+
+
+def two_faces(n: int = 48, swapped: int | None = 1, height: int = 288, width: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two of the demo's faces, a large one on the left and a smaller one on the right, each
+    moving on its own slow path, with the demo's motion-only manipulation (an inner face
+    that jitters on its head) on face `swapped` (0 or 1; None: both real). Returns frames
+    uint8 (n, H, W, 3) and each face's true inner-face box, float64 (2, n, 4) xyxy, large first."""
+    from pipeline.sources import demo
+
+    rng = np.random.default_rng([1217, seed])
+    backdrop = demo.background(rng, height, width)
+    t = np.arange(n)
+    people = []
+    for index, (scale, home_x) in enumerate([(1.1, 0.27 * width), (0.9, 0.74 * width)]):
+        tint = 1 + rng.normal(0, 0.08, 3).astype(np.float32)
+        sprites = [demo.face_sprite(region, tint, flip=bool(index)) for region in (demo.HEAD_REGION, demo.FACE_REGION)]
+        period, phase = rng.uniform(40, 80, 2), rng.uniform(0, 2 * np.pi, 2)
+        centre = np.stack([home_x + 12 * np.sin(2 * np.pi * t / period[0] + phase[0]),
+                           height / 2 + 10 * np.sin(2 * np.pi * t / period[1] + phase[1])], axis=1)
+        smooth, jitter = demo.inner_face_offsets(rng, n)
+        people.append((sprites, scale, centre, jitter if index == swapped else smooth))
+    grain = np.random.default_rng([1217, seed, 1])
+    frames = np.empty((n, height, width, 3), np.uint8)
+    boxes = np.empty((2, n, 4))
+    hx0, hy0, hx1, hy1 = demo.HEAD_REGION
+    fx0, fy0, fx1, fy1 = demo.FACE_REGION
+    for k in range(n):
+        canvas = backdrop.copy()
+        for index, ((head, face), scale, centre, offset) in enumerate(people):
+            canvas = demo.paste_sprite(canvas, *head, demo.HEAD_REGION, demo.HEAD_REGION, scale, centre[k])
+            canvas = demo.paste_sprite(canvas, *face, demo.FACE_REGION, demo.HEAD_REGION, scale, centre[k] + offset[k])
+            origin = centre[k] + offset[k] - scale * np.array([(hx1 - hx0) / 2, (hy1 - hy0) / 2])
+            boxes[index, k] = np.tile(origin, 2) + scale * np.array([fx0 - hx0, fy0 - hy0, fx1 - hx0, fy1 - hy0])
+        canvas += 2.0 * grain.standard_normal(canvas.shape, dtype=np.float32)
+        frames[k] = np.clip(canvas, 0, 255).astype(np.uint8)
+    return frames, boxes

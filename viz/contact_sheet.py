@@ -1,4 +1,4 @@
-"""A video's stored features on one image: crops, colour-coded flow, the face track."""
+"""A video's stored features on one image: crops, colour-coded flow, the face tracks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from stages.flow import hsv_image
 
 TILE = 128
 FOUND, MISSED = (40, 220, 40), (230, 40, 40)
+# Found boxes of track k, in order: the main track keeps the single-face green; none is red,
+# which marks frames where a track's face was not found.
+TRACK_COLOURS = (FOUND, (40, 110, 255), (255, 170, 0), (220, 60, 220), (0, 210, 210), (240, 230, 40))
 
 
 def contact_sheet(
@@ -25,7 +28,11 @@ def contact_sheet(
 ) -> np.ndarray:
     """RGB uint8 image: a row of crops spread over the video, the flow leaving each of them
     (one magnitude scale for the row, so tiles compare), and the thumbnail of the first frame
-    with the boxes of its clip (green found, red not)."""
+    with the boxes of its clip, each track in its own colour (the main track green), red
+    where a face was not found. `boxes_xyxy` float (faces, T, 4) or (T, 4) for one face,
+    `face_found` bool (faces, T) or (T,)."""
+    boxes_ftx4 = np.reshape(boxes_xyxy, (-1, *np.shape(boxes_xyxy)[-2:]))
+    found_ft = np.reshape(face_found, (-1, np.shape(face_found)[-1]))
     has_flow = flow_fhw2 is not None and len(flow_fhw2) > 0
     starts = np.asarray(flow_pairs)[:, 0] if has_flow else np.arange(len(frames_thw3))
     picks = starts[np.unique(np.round(np.linspace(0, len(starts) - 1, min(columns, len(starts)))).astype(int))]
@@ -36,7 +43,7 @@ def contact_sheet(
         rows.append(np.concatenate([_tile(hsv_image(field, top)) for field in chosen], axis=1))
     width = rows[0].shape[1]
     first_clip = clip_index == clip_index[0]
-    rows.append(_track_panel(thumbnail_hw3, thumbnail_scale, boxes_xyxy[first_clip], face_found[first_clip], width))
+    rows.append(_track_panel(thumbnail_hw3, thumbnail_scale, boxes_ftx4[:, first_clip], found_ft[:, first_clip], width))
     sheet = np.concatenate(rows, axis=0)
     header = np.full((28, width, 3), 255, np.uint8)
     cv2.putText(header, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
@@ -53,12 +60,17 @@ def _tile(image: np.ndarray) -> np.ndarray:
     return tile
 
 
-def _track_panel(thumbnail, scale, boxes, found, width) -> np.ndarray:
+def _track_panel(thumbnail, scale, boxes_ftx4, found_ft, width) -> np.ndarray:
     image = np.ascontiguousarray(thumbnail.copy())
-    for box, ok in zip(boxes, found):
-        if np.all(np.isfinite(box)):
-            x0, y0, x1, y1 = (box * scale).round().astype(int)
-            cv2.rectangle(image, (x0, y0), (x1, y1), FOUND if ok else MISSED, 1)
+    for face, (boxes, found) in enumerate(zip(boxes_ftx4, found_ft)):
+        colour = TRACK_COLOURS[face % len(TRACK_COLOURS)]
+        shown = np.isfinite(boxes).all(axis=1)
+        corners = (boxes[shown] * scale).round().astype(int)
+        for (x0, y0, x1, y1), ok in zip(corners, found[shown]):
+            cv2.rectangle(image, (x0, y0), (x1, y1), colour if ok else MISSED, 1)
+        if len(boxes_ftx4) > 1 and len(corners):
+            # The track's index on the face axis, above its first box.
+            cv2.putText(image, str(face), (corners[0][0], max(10, corners[0][1] - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
     panel = np.full((image.shape[0], width, 3), 255, np.uint8)
     panel[:, : min(width, image.shape[1])] = image[:, :width]
     return panel

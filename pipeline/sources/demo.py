@@ -88,10 +88,7 @@ def render_identity(index: int) -> tuple[np.ndarray, np.ndarray]:
     amplitude, period, phase = rng.uniform(15, 45, 2), rng.uniform(70, 160, 2), rng.uniform(0, 2 * np.pi, 2)
     centre = np.stack([WIDTH / 2 + amplitude[0] * np.sin(2 * np.pi * t / period[0] + phase[0]),
                        HEIGHT / 2 + amplitude[1] * np.sin(2 * np.pi * t / period[1] + phase[1])], axis=1)
-    smooth_period, smooth_phase = rng.uniform(40, 90, 2), rng.uniform(0, 2 * np.pi, 2)
-    smooth_offset = JITTER_PX * np.stack([np.sin(2 * np.pi * t / smooth_period[k] + smooth_phase[k]) for k in range(2)], axis=1)
-    # Same spread per axis as the smooth path (a sine's standard deviation is amplitude/sqrt 2).
-    jitter_offset = rng.normal(0, JITTER_PX / np.sqrt(2), (N_FRAMES, 2))
+    smooth_offset, jitter_offset = inner_face_offsets(rng, N_FRAMES)
     grain = np.random.default_rng([20261123, index, 1])
     videos = []
     for offsets in (smooth_offset, jitter_offset):
@@ -103,6 +100,17 @@ def render_identity(index: int) -> tuple[np.ndarray, np.ndarray]:
             frames[k] = np.clip(canvas, 0, 255).astype(np.uint8)
         videos.append(frames)
     return videos[0], videos[1]
+
+
+def inner_face_offsets(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inner face's offset from the head, float64 (n, 2) pixels at scale 1: a real video's
+    (a slow sine per axis) and a fake's (independent every frame)."""
+    t = np.arange(n)
+    smooth_period, smooth_phase = rng.uniform(40, 90, 2), rng.uniform(0, 2 * np.pi, 2)
+    smooth_offset = JITTER_PX * np.stack([np.sin(2 * np.pi * t / smooth_period[k] + smooth_phase[k]) for k in range(2)], axis=1)
+    # Same spread per axis as the smooth path (a sine's standard deviation is amplitude/sqrt 2).
+    jitter_offset = rng.normal(0, JITTER_PX / np.sqrt(2), (n, 2))
+    return smooth_offset, jitter_offset
 
 
 def encode_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str = "libx264", options: dict | None = None) -> None:
