@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from fsspec.asyn import sync
 
-from stages.errors import StoreLocked
+from stages.errors import StoreError, StoreLocked
 
 LEASE = ".dfprep.lease"
 DEFAULT_TTL_S = 60.0
@@ -72,18 +72,18 @@ class ObjectLease:
         """Create the lease, or take over an expired one; StoreLocked naming the holder if
         another run holds it. Starts refreshing it every ttl_s / 3."""
         for _ in range(_ACQUIRE_TRIES):
-            seen = self._get()
-            if seen is not None and seen.record.get("run_id") == self.run_id:
-                self._etag = seen.etag  # a write of ours that s3fs retried had landed
-                break
-            if seen is not None and seen.remaining_s > 0:
-                raise StoreLocked(_held_message(self.url, seen))
             try:
+                seen = self._get()
+                if seen is not None and seen.record.get("run_id") == self.run_id:
+                    self._etag = seen.etag  # a write of ours that s3fs retried had landed
+                    break
+                if seen is not None and seen.remaining_s > 0:
+                    raise StoreLocked(_held_message(self.url, seen))
                 self._put(if_match=seen.etag if seen else None)
                 break
             except OSError as exc:
                 if not _lost(exc):
-                    raise
+                    raise StoreError(f"store {self.url}: cannot take its lease {LEASE}: {exc}") from exc
                 # Another run created or took it over between our read and our write.
         else:
             raise StoreLocked(f"store {self.url}: could not take its lease after {_ACQUIRE_TRIES} tries; another run keeps changing it")
@@ -115,7 +115,8 @@ class ObjectLease:
         while not self._stop.wait(self.ttl_s / 3):
             try:
                 taken_by = self._refresh()
-            except OSError as exc:
+            # Any error: a refresher that died of one would let the lease lapse unnoticed.
+            except Exception as exc:
                 if time.monotonic() - last_refresh > self.ttl_s:
                     self._lose(f"store {self.url}: this run could not refresh its lease for {self.ttl_s:.0f} s "
                                f"(last error: {exc}); another run may have taken the store over")
@@ -214,9 +215,8 @@ def _describe(record: dict) -> str:
 
 
 def _lost(exc: OSError) -> bool:
-    """Whether an s3fs error is a conditional write that lost (s3fs chains botocore's error)."""
-    if isinstance(exc, (FileExistsError, FileNotFoundError)):
-        return True
+    """Whether an s3fs error is a conditional write that lost, from botocore's error code,
+    which s3fs chains (a missing bucket is FileNotFoundError too, and is no lost race)."""
     error = getattr(exc.__cause__, "response", {}).get("Error", {})
     return error.get("Code") in _LOST
 

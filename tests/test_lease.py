@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from feature_store.lease import LEASE, ObjectLease, object_lease
-from stages.errors import StoreLocked
+from stages.errors import StoreError, StoreLocked
 
 s3fs = pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
@@ -166,3 +166,9 @@ def test_a_store_without_conditional_writes_is_left_unlocked_with_a_warning(capl
     with object_lease(fsspec.filesystem("memory"), "/unlockable.zarr") as lease:
         assert lease is None
     assert "store memory:///unlockable.zarr is not locked: only S3 stores take a lease" in caplog.text
+
+
+def test_a_lease_in_a_missing_bucket_is_a_store_error_naming_the_store(s3):
+    with pytest.raises(StoreError, match=r"store s3://dfprep-no-such-bucket/s.zarr: cannot take its lease \.dfprep\.lease: "):
+        with object_lease(s3, "dfprep-no-such-bucket/s.zarr"):
+            pass
