@@ -1,4 +1,4 @@
-# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train MODEL=... PROFILE=...`, `make test`, `make bench`, `make bench-cluster`.
+# dfprep: `make install`, `make features DATASET=... ROOT=... STORE=... [PROFILE=...]`, `make train MODEL=... PROFILE=...`, `make test`, `make bench`, `make bench-cluster`, `make bench-scale`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,7 +13,7 @@ ARGS ?=
 SOURCE_ARGS = $(strip $(if $(COMP),--comp $(COMP)) $(if $(METHODS),--methods $(METHODS)) $(if $(SPLITS),--splits $(SPLITS)) \
 	$(if $(FFPP_ROOT),--ffpp-root $(FFPP_ROOT)) $(if $(LABELS),--labels $(LABELS)) $(if $(SEED),--seed $(SEED)))
 
-.PHONY: install features status train test bench bench-cluster clean
+.PHONY: install features status train test bench bench-cluster bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ bench: install
 # BENCHMARKS.md; the clips are made once into bench/out/cluster/. Run it on a quiet machine.
 bench-cluster: install
 	$(BIN)/python -m bench.cluster $(ARGS)
+
+# The store's costs as videos are added: 1,000 and 5,000 tiny videos on disk, 200 and 1,000 on moto's
+# S3 server, into BENCHMARKS.md (about an hour on 2 cores). ARGS="--sizes 50 --s3-sizes 20 --reps 1" to try it.
+bench-scale: install
+	$(BIN)/python -m bench.scale $(ARGS)
 
 clean:
 	rm -rf data/demo stores

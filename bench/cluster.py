@@ -31,7 +31,7 @@ import distributed
 import psutil
 
 from bench.corpus import FPS, talking_head
-from bench.report import _cpu
+from bench.report import _cpu, write_section
 from feature_store import FeatureStore
 from feature_store.schema import Status
 from pipeline.sources.demo import encode_video
@@ -78,7 +78,7 @@ def main() -> None:
         "uhd": f"{uhd_seconds} s 3840x2160 H.264 at {FPS} fps",
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    _write_section(markdown, _section(summary))
+    write_section(markdown, START, END, _section(summary))
     print(markdown.read_text().split(START)[1].split(END)[0])
 
 
@@ -175,18 +175,6 @@ Memory on a {s['uhd']} clip, `default` profile, `--workers 1`: the worker's peak
 
 def _each(runs: list[dict], name: str) -> str:
     return ", ".join(f"{run[name]:.1f}" for run in runs)
-
-
-def _write_section(markdown: Path, section: str) -> None:
-    """Replace the text between the markers, or add the markers at the end."""
-    text = markdown.read_text() if markdown.exists() else ""
-    block = f"{START}\n{section}{END}"
-    if START in text and END in text:
-        text = text.split(START)[0] + block + text.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(text)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,18 @@ def write(summary: dict, markdown: Path, chart: Path) -> None:
     markdown.write_text(text)
 
 
+def write_section(markdown: Path, start: str, end: str, section: str) -> None:
+    """Replace the text between the markers `start` and `end`, or add the markers at the end."""
+    text = markdown.read_text() if markdown.exists() else ""
+    block = f"{start}\n{section}{end}"
+    if start in text and end in text:
+        text = text.split(start)[0] + block + text.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(text)
+
+
 def _rates(run: dict, source_frames: int) -> dict:
     wall = run["wall_s"]
     crops = sum(v["crops"] for v in run["videos"])

@@ -79,6 +79,20 @@ def cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The address of moto's S3 server on 127.0.0.1, started once per session."""
+    import logging
+
+    moto_server = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def tiny_video(tmp_path_factory) -> Path:
     """One 6-frame 32x32 video, made once; dataset trees hard-link it to every path they need."""
     import videos

@@ -2,7 +2,6 @@
 127.0.0.1 through s3fs, the endpoint and credentials given to client and workers alike in the
 environment, as on a real cluster; the arrays read back with plain zarr."""
 
-import logging
 import shutil
 
 import numpy as np
@@ -12,19 +11,9 @@ import zarr
 from conftest import CHEAP, run_cli, set_options, status_by_id
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 VIDEOS = ("real/v00.mp4", "fake/v01.mp4", "real/v02.mp4", "fake/v03.mp4")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_a_store_on_s3_is_written_by_the_workers_and_read_back_with_plain_zarr(s3_endpoint, face_corpus, reference_store,
