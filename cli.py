@@ -164,7 +164,8 @@ def evaluate(checkpoint, store, split, out, device, workers):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.argument("videos", nargs=-1, required=True)
 def predict(checkpoint, as_json, device, videos):
-    """Fake probability of new video files, prepared as the training store was."""
+    """Fake probability of new video files, prepared as the training store was; a video with
+    several faces scores as its most fake-looking face (the DFDC convention)."""
     from pipeline.predict import predict as run_prediction
 
     for prediction in run_prediction(checkpoint, list(videos), device):
@@ -174,7 +175,8 @@ def predict(checkpoint, as_json, device, videos):
             click.echo(f"{'-':>6}  {prediction.status:<5}  {prediction.video}  ({prediction.error})")
         else:
             verdict = "" if prediction.fake is None else ("fake" if prediction.fake else "real")
-            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {prediction.video}")
+            tracks = "" if len(prediction.faces) < 2 else "  (max of faces " + " ".join(f"{p:.4f}" for p in prediction.faces) + ")"
+            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {prediction.video}{tracks}")
 
 
 @cli.command()

@@ -34,6 +34,7 @@ import psutil
 from bench.corpus import talking_head
 from bench.report import _cpu, write_section
 from feature_store import FeatureStore
+from feature_store.schema import Status
 from pipeline.sources.demo import encode_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,9 +248,9 @@ def _stored_stage_seconds(url: str, env: dict) -> tuple[float, int]:
     """The sum of the per-video stage timings the store records, and the videos done. The
     one place this harness reads the store itself."""
     with _environment(env):
-        entries = FeatureStore(url, mode="r").complete_attrs().values()
-        done = [attrs for attrs in entries if attrs["status"] == "done"]
-        return sum(sum(attrs["timings_s"].values()) for attrs in done), len(done)
+        store = FeatureStore(url, mode="r")
+        done = [entry for entry, _ in store.entries(store.keys()).values() if entry.status is Status.DONE]
+        return sum(sum(entry.timings_s.values()) for entry in done), len(done)
 
 
 def _store_size(url: str, env: dict) -> tuple[int, int]:

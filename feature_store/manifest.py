@@ -74,5 +74,6 @@ def begin_run(store: FeatureStore, run_id: str) -> list[IndexRow]:
 
 
 def end_run(store: FeatureStore, rows: Iterable[IndexRow]) -> None:
+    store.check_held()
     write(store, rows)
     store.set_root_attrs({INDEX_STATE: {"state": CLEAN}})

@@ -21,6 +21,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from feature_store import frames
+from feature_store.lease import object_lease
 from feature_store.schema import (
     COMPLETE, FORMAT, FORMAT_ATTR, GENERATION, TRACK, VIDEOS, ArrayData, ArrayKind, IndexRow, VideoEntry,
 )
@@ -206,13 +207,20 @@ class FeatureStore:
         except _ERRORS as exc:
             raise StoreError(f"{self.url}: writing the root group's attributes failed: {exc}") from exc
 
+    def check_held(self) -> None:
+        """StoreLocked if this run's lease was taken over (it stalled past its expiry): what
+        it would write now could overwrite a newer run's."""
+        if getattr(self, "_lease", None) is not None:
+            self._lease.check()
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the store for one run; a second run is refused at once, told who holds it.
-        Only local stores can be locked; on object stores two runs must not be started
-        against one URL. The lock is the kernel's (flock): a killed run leaves none behind."""
+        Locally the lock is the kernel's (flock): a killed run leaves none behind. On S3 it is
+        a lease object (feature_store/lease.py) that expires when its run stops renewing it."""
         if not self.is_local:
-            yield
+            with object_lease(self.fs, self.path) as self._lease:
+                yield
             return
         lock = filelock.FileLock(f"{self.path}/{LOCK}")
         try:

@@ -3,27 +3,31 @@ the profile of the store the detector was trained on, then scored by the detecto
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+
+import numpy as np
 from pathlib import Path
 
 from feature_store import video_key
+from feature_store.schema import UNLABELED
 from pipeline.process import ALL_STAGES, WorkItem, process_video
 from pipeline.profiles import Profile
 from pipeline.sources.base import VideoRecord
 from trainer import checkpoint
 from trainer.dataset import StoreClipDataset
 from trainer.evaluate import pick_device, score
-from trainer.metrics import per_video
+from trainer.metrics import Scores, per_video
 
-UNKNOWN_LABEL = -1
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """`p_fake` is the video score (None when the video could not be scored, see `status` and
-    `error`); `fake` the call at the threshold chosen on val, when the checkpoint has one."""
+    """`p_fake` is the video score, the highest of its face tracks' (None when the video could
+    not be scored, see `status` and `error`); `fake` the call at the threshold chosen on val,
+    when the checkpoint has one; `faces` each track's score, the main track first."""
 
     video: str
     status: str
@@ -31,6 +35,7 @@ class Prediction:
     p_fake: float | None
     fake: bool | None
     units: int
+    faces: list[float]
 
 
 def predict(checkpoint_path: str, videos: list[str], device: str = "auto") -> list[Prediction]:
@@ -44,22 +49,37 @@ def predict(checkpoint_path: str, videos: list[str], device: str = "auto") -> li
         store_url = str(Path(tmp) / "predict.zarr")
         outcomes = {
             path: process_video(
-                WorkItem(VideoRecord(path, path, UNKNOWN_LABEL, "predict", "predict"), video_key(path), ALL_STAGES, "predict"),
+                WorkItem(VideoRecord(path, path, UNLABELED, "predict", "predict"), video_key(path), ALL_STAGES, "predict"),
                 store_url, profile,
             )
             for path in paths
         }
-        dataset = StoreClipDataset(store_url, detector.spec, splits=None)
-        p_fake, units = {}, Counter()
+        dataset = StoreClipDataset(store_url, dataclasses.replace(detector.spec, faces="all"), splits=None)
+        p_fake, faces, units = {}, {}, Counter()
         if len(dataset):
             scores = score(detector, dataset, state["recipe"]["batch_size"], torch_device)[0]
-            videos_scored = per_video(scores, detector.variant.video_rule, thresholds.get("unit", 0.5))
-            p_fake, units = dict(zip(videos_scored.video_ids, videos_scored.p.tolist())), Counter(scores.video_ids.tolist())
+            p_fake, faces = _max_over_faces(scores, dataset, detector.variant.video_rule, thresholds.get("unit", 0.5))
+            units = Counter(scores.video_ids.tolist())
     excluded = dict(dataset.excluded)
     return [
         Prediction(
-            path, outcomes[path].status, outcomes[path].error or excluded.get(path, ""), p_fake.get(path),
+            path, str(outcomes[path].status), outcomes[path].error or excluded.get(path, ""), p_fake.get(path),
             None if path not in p_fake or "video" not in thresholds else p_fake[path] >= thresholds["video"], units[path],
+            faces.get(path, []),
         )
         for path in paths
     ]
+
+
+def _max_over_faces(scores: Scores, dataset: StoreClipDataset, rule: str, unit_threshold: float) -> tuple[dict, dict]:
+    """Each video's score: the highest of its face tracks' scores (the DFDC convention: one
+    swapped face makes the video fake), and every track's score. Units come in the
+    dataset's order (trainer.evaluate.loader), the same number a sample."""
+    faces_of_units = np.repeat([sample[1] for sample in dataset.samples], len(scores.p) // len(dataset))
+    keyed = Scores(scores.p, scores.labels, np.array([f"{v}\0{f:06d}" for v, f in zip(scores.video_ids, faces_of_units)]))
+    per_face = per_video(keyed, rule, unit_threshold)
+    faces: dict[str, list[float]] = {}
+    for key, p in zip(per_face.video_ids, per_face.p.tolist()):
+        video, face = key.split("\0")
+        faces.setdefault(video, []).append(p)  # np.unique sorted the keys: tracks in order
+    return {video: max(values) for video, values in faces.items()}, faces

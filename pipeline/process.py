@@ -168,14 +168,14 @@ def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict[s
         except OSError as exc:
             raise Unreadable(f"cannot read the file: {exc.strerror or exc}") from exc
     n = len(decoded.frame_index)
-    face = None
+    tracks = ()
     if profile.needs_face:
         with trace.step("faces"):
             try:
-                face = faces.track(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, profile.faces)
+                tracks = faces.tracks(decoded.frames_thw3, decoded.frame_index, decoded.clip_index, profile.faces)
             except NoFace as exc:
                 raise NoFace(f"{exc} ({n} frames sampled)") from None
-    tracks = [face] if face else []
+    face = tracks[0] if tracks else None
     with trace.step("crop"):
         arrays, affines, first_affines = {}, {}, None
         for position, config in enumerate(profile.crops):
@@ -193,7 +193,7 @@ def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict[s
             per_face = arrays[schema.FRAMES].dims[0] == schema.FACE
             flow_f, flow_backend, n_flows = _flow(frames_f if per_face else frames_f[None], decoded.clip_index, profile)
         arrays[schema.FLOW] = schema.flow_array(flow_f if per_face else flow_f[0], per_face)
-    faces_t = tracks or [None]
+    faces_t = tracks or (None,)
     table, fields = schema.track_table(
         decoded.frame_index, decoded.clip_index, decoded.timestamps_s,
         np.stack([t.face_found if t else np.zeros(n, bool) for t in faces_t]),

@@ -71,12 +71,12 @@ def write_contact_sheet(url: str, video_id: str, out: str) -> Path:
         clip_index=clip_index,
         flow_fhw2=None if flow is None else (flow[0] if per_face else flow[...])[flow_valid],
         flow_pairs=None if flow is None else np.stack([np.flatnonzero(flow_valid), np.flatnonzero(flow_valid) + 1], axis=1),
-        boxes_xyxy=boxes_of(track)[0],
-        face_found=track["face_found"][0].astype(bool),
+        boxes_xyxy=boxes_of(track),
+        face_found=track["face_found"].astype(bool),
         thumbnail_hw3=thumbnail,
         thumbnail_scale=entry.thumbnail["scale"],
         title=f"{video_id}  label {entry.label} ({LABEL_NAMES.get(entry.label, entry.label)})  split {entry.split}  "
-              f"faces {entry.counts.face_found}/{entry.counts.frames}",
+              f"main face {entry.counts.face_found}/{entry.counts.frames}" + (f", {entry.counts.faces} tracks" if entry.counts.faces > 1 else ""),
     )
     out_path = Path(out)
     if not cv2.imwrite(str(out_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
