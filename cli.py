@@ -47,8 +47,10 @@ def cli():
               "deeperforensics: variants [default: all].")
 @click.option("--splits", "splits_dir", help="ffpp, deeperforensics: folder of the official split files.")
 @click.option("--ffpp-root", help="deeperforensics: the FaceForensics++ root holding its real videos.")
+@click.option("--identity-disjoint", is_flag=True,
+              help="celebdf: leave out of train and val every video showing an identity of the official test list.")
 def features(dataset, root, store, profile, overrides, workers, scheduler, cluster, cluster_config, limit, force, retry_failed,
-             video_timeout, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
+             video_timeout, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root, identity_disjoint):
     """Build or update the feature store from a dataset."""
     from pipeline.cluster import jobqueue_spec
     from pipeline.run import FeaturesRequest, build_features
@@ -65,6 +67,7 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
         limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout,
         source_options=SourceOptions(
             seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
+            identity_disjoint=identity_disjoint,
             methods=tuple(name.strip() for name in methods.split(",")) if methods else None,
         ),
     )

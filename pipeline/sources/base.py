@@ -42,6 +42,7 @@ class SourceOptions:
     methods: tuple[str, ...] | None = None  # None: the dataset's default set
     splits_dir: str | None = None
     ffpp_root: str | None = None
+    identity_disjoint: bool = False  # celebdf: leave out every video showing an identity of the test list
 
     def __post_init__(self):
         ratios = self.split_ratios
@@ -53,11 +54,13 @@ class SourceOptions:
 
 @dataclass(frozen=True)
 class Inventory:
-    """What a source found under its root: the records, and one line for each thing a user
-    should know before a run (files left out, listed files missing, leaks between splits)."""
+    """What a source found under its root: the records, one line for each thing a user
+    should know before a run (files left out, listed files missing, leaks between splits), and
+    lines the table ends with (counts a dataset's protocol makes worth seeing)."""
 
     records: list[VideoRecord]
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def table(self) -> str:
         """Records by split and label, and fakes by method, as aligned text."""
@@ -71,7 +74,7 @@ class Inventory:
         methods = Counter(record.extra["method"] for record in self.records if record.label == 1 and record.extra.get("method"))
         if methods:
             lines.append("fakes by method: " + ", ".join(f"{method} {n}" for method, n in sorted(methods.items())))
-        return "\n".join(lines)
+        return "\n".join(lines + list(self.notes))
 
 
 class Layout:
