@@ -38,7 +38,10 @@ def cli():
               help="Record a video still reading or computing after this long as failed: timeout, and go on [default: no limit].")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video failed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split for datasets without an official one.")
-@click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/.")
+@click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/ "
+              "(label 0 real, 1 fake, empty unknown).")
+@click.option("--val-share", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="folder: share of the train groups made val when --labels names train but no val.")
 @click.option("--split-ratios", type=(float, float, float), default=(0.8, 0.1, 0.1), show_default=True,
               metavar="TRAIN VAL TEST", help="Ratios of the seeded split where a dataset has no official one.")
 @click.option("--comp", default="c23", show_default=True, type=click.Choice(["raw", "c0", "c23", "c40"]),
@@ -50,7 +53,7 @@ def cli():
 @click.option("--identity-disjoint", is_flag=True,
               help="celebdf: leave out of train and val every video showing an identity of the official test list.")
 def features(dataset, root, store, profile, overrides, workers, scheduler, cluster, cluster_config, limit, force, retry_failed,
-             video_timeout, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root, identity_disjoint):
+             video_timeout, strict, seed, labels_csv, val_share, split_ratios, comp, methods, splits_dir, ffpp_root, identity_disjoint):
     """Build or update the feature store from a dataset."""
     from pipeline.cluster import jobqueue_spec
     from pipeline.run import FeaturesRequest, build_features
@@ -67,7 +70,7 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
         limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout,
         source_options=SourceOptions(
             seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
-            identity_disjoint=identity_disjoint,
+            identity_disjoint=identity_disjoint, val_share=val_share,
             methods=tuple(name.strip() for name in methods.split(",")) if methods else None,
         ),
     )

@@ -92,7 +92,7 @@ def _read_test_list(path: Path, root: Path) -> set[str]:
         where = f"{shown(path, root)} line {number}"
         flag, _, relative = line.strip().partition(" ")
         folder, _, name = relative.strip().partition("/")
-        if flag not in ("0", "1") or folder not in FOLDER_LABELS or not name:
+        if flag not in ("0", "1") or folder not in FOLDER_LABELS or not name or "/" in name.strip():
             raise ConfigError(f"{where}: {line.strip()!r} is not '<1 real | 0 fake> <folder>/<file>' with a folder of {', '.join(FOLDER_LABELS)}")
         if _describe(folder, Path(name).stem) is None:
             raise ConfigError(f"{where}: {name!r} is not named as Celeb-DF names the videos of {folder}/")
