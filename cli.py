@@ -185,15 +185,18 @@ def predict(checkpoint, as_json, device, videos):
 @cli.command()
 @click.option("--store", required=True, help="Feature store to export.")
 @click.option("--format", "export_format", required=True, type=click.Choice(["deepfakebench"]))
-@click.option("--out", required=True, help="Folder to write frames/, landmarks/ and the dataset JSON in.")
+@click.option("--out", required=True, help="deepfakebench: the folder DeepfakeBench runs from (its checkout); writes datasets/rgb/NAME/, "
+              "datasets/lmdb/NAME_lmdb and preprocessing/dataset_json/NAME.json there.")
 @click.option("--name", help="Dataset name in the JSON and its labels [default: the store's dataset].")
 def export(store, export_format, out, name):
     """Write the store's crops and landmarks for another framework to train on."""
     from pipeline.export import export_deepfakebench
 
     summary = export_deepfakebench(store, out, name)
-    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}")
-    click.echo("label_dict for DeepfakeBench's config: " + json.dumps(summary.label_dict))
+    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}, {summary.lmdb_path}")
+    click.echo("DeepfakeBench config (train_config.yaml, test_config.yaml):")
+    for line in summary.config_lines():
+        click.echo(f"  {line}")
 
 
 @cli.command()
