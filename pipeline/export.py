@@ -32,7 +32,7 @@ import numpy as np
 
 from feature_store import manifest
 from pipeline.report import open_existing_store
-from pipeline.sources.base import SPLITS, UNLABELED
+from pipeline.sources.base import LABEL_NAMES, SPLITS, UNLABELED
 from stages.errors import ConfigError
 
 FORMATS = ("deepfakebench",)
@@ -43,7 +43,6 @@ JSON_DIR = "preprocessing/dataset_json"
 # Names DeepfakeBench's loader treats as FaceForensics++ (a compression level under each split,
 # one shared LMDB): an export under one of them would not load.
 RESERVED_NAMES = ("FaceForensics++", "FaceShifter", "DeepFakeDetection", "FF-DF", "FF-F2F", "FF-FS", "FF-NT")
-LABEL_SUFFIXES = {0: "real", 1: "fake", UNLABELED: "unlabeled"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def export_deepfakebench(store_url: str, out: str, name: str | None = None) -> E
     if not name or any(c in name for c in "/\\") or "frames" in name or name.startswith(".") or name.endswith("_c40") or name in RESERVED_NAMES:
         raise ConfigError(f"--name {name!r}: must be a file name without '/', '\\', 'frames', a leading '.', or a name "
                           f"DeepfakeBench reserves for FaceForensics++ ({', '.join(RESERVED_NAMES)}, *_c40)")
-    labels = {label: f"{name}_{suffix}" for label, suffix in LABEL_SUFFIXES.items()}
+    labels = {label: f"{name}_{suffix}" for label, suffix in LABEL_NAMES.items()}
     index: dict[str, dict] = {}
     lmdb_path = root / LMDB_DIR / f"{name}_lmdb"
     partial = lmdb_path.with_name(lmdb_path.name + ".partial")

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 
 from feature_store import FeatureStore, manifest, video_key
+from pipeline.sources.base import LABEL_NAMES, UNLABELED
 from stages.errors import ConfigError, StoreError
 from viz.contact_sheet import contact_sheet
 
@@ -32,7 +33,8 @@ def status_text(rows: list[dict]) -> str:
     by_label = Counter((row["split"], row["label"]) for row in rows if row["status"] == "done")
     lines = [f"{len(rows)} videos: " + ", ".join(f"{status} {counts[status]}" for status in ("done", "no_face", "failed"))]
     for split in ("train", "val", "test"):
-        lines.append(f"  {split:<6} done: {by_label[(split, 0)]} real, {by_label[(split, 1)]} fake")
+        unlabeled = f", {by_label[(split, UNLABELED)]} unlabeled" if by_label[(split, UNLABELED)] else ""
+        lines.append(f"  {split:<6} done: {by_label[(split, 0)]} real, {by_label[(split, 1)]} fake{unlabeled}")
     failures = [row for row in rows if row["status"] != "done"]
     if failures:
         lines.append("not done:")
@@ -59,7 +61,7 @@ def write_contact_sheet(url: str, video_id: str, out: str) -> Path:
         face_found=group["face_found"][...],
         thumbnail_hw3=group["thumbnail"][...],
         thumbnail_scale=attrs["video"]["thumbnail_scale"],
-        title=f"{video_id}  label {attrs['label']} ({'fake' if attrs['label'] else 'real'})  split {attrs['split']}  "
+        title=f"{video_id}  label {attrs['label']} ({LABEL_NAMES[attrs['label']]})  split {attrs['split']}  "
               f"faces {attrs['counts']['face_found']}/{attrs['counts']['frames']}",
     )
     out_path = Path(out)

@@ -13,6 +13,7 @@ from stages.config import check
 from stages.errors import ConfigError
 
 UNLABELED = -1  # the label of a video to screen, neither known real nor known fake
+LABEL_NAMES = {0: "real", 1: "fake", UNLABELED: "unlabeled"}
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 SPLITS = ("train", "val", "test")
 
