@@ -1,4 +1,4 @@
-"""Small dataset roots in the documented shapes (../shared/DATASETS.md): every video a hard
+"""Small dataset roots in the documented shapes (docs/DATASETS.md): every video a hard
 link to one tiny video, label and split files written in each dataset's own format. Each
 builder returns the tree with the label and split of every video it made, known from how it
 was built: an official split by name, a seeded one as the splits it may take ("train|val")."""

@@ -20,8 +20,8 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class VideoRecord:
-    """One input video. `label` 0 real, 1 fake, -1 unknown (UNLABELED); `extra` holds what the dataset knows besides
-    (method, compression, identities, original video...). Two keys have a fixed meaning:
+    """One input video. `label` 0 real, 1 fake, -1 unknown (UNLABELED); `extra` holds what the
+    dataset knows besides (method, compression, identities, original video...). Two keys have a fixed meaning:
     `group`, the unit a split keeps together (an identity, a source video and its fakes), and,
     for a fake, `original`, the video id of the real video it was made from."""
 
@@ -72,13 +72,13 @@ class Inventory:
         counts = Counter((record.split, record.label) for record in self.records)
         splits = list(SPLITS) + sorted({split for split, _ in counts} - set(SPLITS))
         datasets = ", ".join(sorted({record.dataset for record in self.records}))
-        labels = [(0, "real"), (1, "fake")] + ([(UNLABELED, "unlabeled")] if any(label == UNLABELED for _, label in counts) else [])
-        rows = [(split, *(counts[split, label] for label, _ in labels)) for split in splits]
-        rows.append(("all", *(sum(row[i] for row in rows) for i in range(1, len(labels) + 1))))
-        widths = [max(8, len(name) + 1) for _, name in labels]
+        labels = [0, 1] + ([UNLABELED] if any(label == UNLABELED for _, label in counts) else [])
+        widths = [max(8, len(LABEL_NAMES[label]) + 1) for label in labels]
+        rows = [(split, [counts[split, label] for label in labels]) for split in splits]
+        rows.append(("all", [sum(column) for column in zip(*(numbers for _, numbers in rows))]))
         lines = [f"{datasets}: {len(self.records)} videos",
-                 f"{'split':<8}" + "".join(f"{name:>{width}}" for (_, name), width in zip(labels, widths)) + f"{'total':>8}"]
-        lines += [f"{split:<8}" + "".join(f"{n:>{width}}" for n, width in zip(numbers, widths)) + f"{sum(numbers):>8}" for split, *numbers in rows]
+                 f"{'split':<8}" + "".join(f"{LABEL_NAMES[label]:>{width}}" for label, width in zip(labels, widths)) + f"{'total':>8}"]
+        lines += [f"{split:<8}" + "".join(f"{n:>{width}}" for n, width in zip(numbers, widths)) + f"{sum(numbers):>8}" for split, numbers in rows]
         methods = Counter(record.extra["method"] for record in self.records if record.label == 1 and record.extra.get("method"))
         if methods:
             lines.append("fakes by method: " + ", ".join(f"{method} {n}" for method, n in sorted(methods.items())))

@@ -41,14 +41,15 @@ def inventory(root: Path, options: SourceOptions, dataset: str = "celebdf") -> I
     out, left_out, shared = [], [], []
     train_val_only = (options.split_ratios[0], options.split_ratios[1], 0)
     for vid, (path, label, extra) in described.items():
+        shows_test_identity = bool(test_identities.intersection(extra["identities"]))
         if vid in listed:
             split = "test"
-        elif test_identities.intersection(extra["identities"]) and options.identity_disjoint:
+        elif shows_test_identity and options.identity_disjoint:
             left_out.append(vid)
             continue
         else:
             split = seeded_split(extra["group"], options.seed, train_val_only)
-            if test_identities.intersection(extra["identities"]):
+            if shows_test_identity:
                 shared.append((split, vid))
         out.append(VideoRecord(vid, str(path), label, split, dataset, extra))
 
