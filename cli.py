@@ -39,7 +39,10 @@ def cli():
               help="Record a video still reading or computing after this long as failed: timeout, and go on [default: no limit].")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video failed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split for datasets without an official one.")
-@click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/.")
+@click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/ "
+              "(label 0 real, 1 fake, empty unknown).")
+@click.option("--val-share", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="folder: share of the train groups made val when --labels names train but no val.")
 @click.option("--split-ratios", type=(float, float, float), default=(0.8, 0.1, 0.1), show_default=True,
               metavar="TRAIN VAL TEST", help="Ratios of the seeded split where a dataset has no official one.")
 @click.option("--comp", default="c23", show_default=True, type=click.Choice(["raw", "c0", "c23", "c40"]),
@@ -48,8 +51,10 @@ def cli():
               "deeperforensics: variants [default: all].")
 @click.option("--splits", "splits_dir", help="ffpp, deeperforensics: folder of the official split files.")
 @click.option("--ffpp-root", help="deeperforensics: the FaceForensics++ root holding its real videos.")
+@click.option("--identity-disjoint", is_flag=True,
+              help="celebdf: leave out of train and val every video showing an identity of the official test list.")
 def features(dataset, root, store, profile, overrides, workers, scheduler, cluster, cluster_config, limit, force, retry_failed,
-             video_timeout, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
+             video_timeout, strict, seed, labels_csv, val_share, split_ratios, comp, methods, splits_dir, ffpp_root, identity_disjoint):
     """Build or update the feature store from a dataset."""
     from pipeline.cluster import jobqueue_spec
     from pipeline.run import FeaturesRequest, build_features
@@ -66,6 +71,7 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
         limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout,
         source_options=SourceOptions(
             seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
+            identity_disjoint=identity_disjoint, val_share=val_share,
             methods=tuple(name.strip() for name in methods.split(",")) if methods else None,
         ),
     )
@@ -182,15 +188,18 @@ def predict(checkpoint, as_json, device, videos):
 @cli.command()
 @click.option("--store", required=True, help="Feature store to export.")
 @click.option("--format", "export_format", required=True, type=click.Choice(["deepfakebench"]))
-@click.option("--out", required=True, help="Folder to write frames/, landmarks/ and the dataset JSON in.")
+@click.option("--out", required=True, help="deepfakebench: the folder DeepfakeBench runs from (its checkout); writes datasets/rgb/NAME/, "
+              "datasets/lmdb/NAME_lmdb and preprocessing/dataset_json/NAME.json there.")
 @click.option("--name", help="Dataset name in the JSON and its labels [default: the store's dataset].")
 def export(store, export_format, out, name):
     """Write the store's crops and landmarks for another framework to train on."""
     from pipeline.export import export_deepfakebench
 
     summary = export_deepfakebench(store, out, name)
-    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}")
-    click.echo("label_dict for DeepfakeBench's config: " + json.dumps(summary.label_dict))
+    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}, {summary.lmdb_path}")
+    click.echo("DeepfakeBench config (train_config.yaml, test_config.yaml):")
+    for line in summary.config_lines():
+        click.echo(f"  {line}")
 
 
 @cli.group()

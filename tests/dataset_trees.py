@@ -1,4 +1,4 @@
-"""Small dataset roots in the documented shapes (../shared/DATASETS.md): every video a hard
+"""Small dataset roots in the documented shapes (docs/DATASETS.md): every video a hard
 link to one tiny video, label and split files written in each dataset's own format. Each
 builder returns the tree with the label and split of every video it made, known from how it
 was built: an official split by name, a seeded one as the splits it may take ("train|val")."""
@@ -30,10 +30,14 @@ class Tree:
         self.videos[str(Path(relative).with_suffix(""))] = (label, split)
 
     def cli_options(self) -> list[str]:
-        flags = {"comp": "--comp", "methods": "--methods", "splits_dir": "--splits", "ffpp_root": "--ffpp-root", "labels_csv": "--labels"}
+        flags = {"comp": "--comp", "methods": "--methods", "splits_dir": "--splits", "ffpp_root": "--ffpp-root", "labels_csv": "--labels",
+                 "identity_disjoint": "--identity-disjoint", "val_share": "--val-share"}
         out = []
         for name, value in self.options.items():
-            out += [flags[name], ",".join(value) if name == "methods" else str(value)]
+            if value is True:
+                out.append(flags[name])
+            else:
+                out += [flags[name], ",".join(value) if name == "methods" else str(value)]
         return out
 
 
@@ -79,7 +83,8 @@ def add_dfd(tree: Tree, video: Path) -> Tree:
     return tree
 
 
-# Celeb-DF: identities id0 and id1 are in the test list, so every other video showing them is left out.
+# Celeb-DF: identities id0 and id1 are in the test list; the other videos showing them are in
+# train or val by default, and left out with identity_disjoint.
 CELEBDF_FILES = {
     "Celeb-real": ("id0_0000", "id0_0001", "id1_0000", "id2_0000", "id3_0000", "id4_0000", "id5_0000"),
     "YouTube-real": ("00000", "00001", "00002"),
@@ -88,18 +93,19 @@ CELEBDF_FILES = {
 # The official inverted convention: 1 real, 0 fake.
 CELEBDF_TEST_LIST = ("1 YouTube-real/00000.mp4", "1 Celeb-real/id0_0000.mp4", "1 Celeb-real/id1_0000.mp4",
                      "0 Celeb-synthesis/id0_id1_0000.mp4", "0 Celeb-synthesis/id1_id0_0000.mp4")
-CELEBDF_LEFT_OUT = ("Celeb-real/id0_0001", "Celeb-synthesis/id0_id2_0001")
+CELEBDF_SHARING_TEST_IDENTITIES = ("Celeb-real/id0_0001", "Celeb-synthesis/id0_id2_0001")
 
 
-def celebdf(root: Path, video: Path, dataset: str = "celebdf") -> Tree:
-    tree = Tree(dataset, root)
+def celebdf(root: Path, video: Path, dataset: str = "celebdf", identity_disjoint: bool = False) -> Tree:
+    tree = Tree(dataset, root, options={"identity_disjoint": True} if identity_disjoint else {})
     listed = {line.split(" ")[1].removesuffix(".mp4") for line in CELEBDF_TEST_LIST}
     for folder, stems in CELEBDF_FILES.items():
         for stem in stems:
             relative = f"{folder}/{stem}"
             tree.add(video, root, relative + ".mp4", int(folder == "Celeb-synthesis"), "test" if relative in listed else TRAIN_OR_VAL)
-    for left_out in CELEBDF_LEFT_OUT:
-        del tree.videos[left_out]
+    if identity_disjoint:
+        for left_out in CELEBDF_SHARING_TEST_IDENTITIES:
+            del tree.videos[left_out]
     (root / "List_of_testing_videos.txt").write_text("\n".join(CELEBDF_TEST_LIST) + "\n")
     return tree
 

@@ -56,7 +56,7 @@ def test_unlisted_and_missing_videos_and_lost_originals_are_warnings(tmp_path, t
 def test_a_bad_label_is_named(tmp_path, tiny_video):
     tree = trees.dfdc(tmp_path / "dfdc", tiny_video)
     (tree.root / "dfdc_train_part_2" / "metadata.json").write_text(json.dumps({"g2realgggg.mp4": {"label": "real"}}))
-    with pytest.raises(ConfigError, match="^dfdc_train_part_2/metadata.json: g2realgggg.mp4: label 'real'; allowed: REAL, FAKE$"):
+    with pytest.raises(ConfigError, match="^dfdc_train_part_2/metadata.json: entry 'g2realgggg.mp4': label 'real'; allowed: REAL, FAKE$"):
         inventory(tree)
     (tree.root / "test" / "labels.csv").write_text("filename,label\nt0realtttt.mp4,FAKE\n")
     (tree.root / "dfdc_train_part_2" / "metadata.json").write_text("{}")

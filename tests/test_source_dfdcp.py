@@ -32,5 +32,5 @@ def test_a_missing_dataset_json_is_named(tmp_path, tiny_video):
 def test_an_entry_with_an_unknown_set_is_named(tmp_path, tiny_video):
     tree = trees.dfdcp(tmp_path / "dfdcp", tiny_video)
     (tree.root / "dataset.json").write_text('{"original_videos/100/1000001.mp4": {"label": "real", "set": "val"}}')
-    with pytest.raises(ConfigError, match=r"^dataset.json: original_videos/100/1000001.mp4: .* is not"):
+    with pytest.raises(ConfigError, match=r"^dataset.json: entry 'original_videos/100/1000001.mp4': .* is not"):
         inventory(tree)

@@ -195,35 +195,6 @@ def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_stor
     assert weights["net.net.fc.weight"].shape == (2, 512), "the 400-class head is not loaded into a 2-class one"
 
 
-def test_export_deepfakebench_layout(tiny_store, tmp_path):
-    from feature_store import FeatureStore, schema, video_key
-
-    out = tmp_path / "dfb"
-    main(["export", "--store", str(tiny_store), "--format", "deepfakebench", "--out", str(out)])
-    index = json.loads((out / "tiny.json").read_text())
-    assert set(index) == {"tiny"} and set(index["tiny"]) == {"tiny_real", "tiny_fake"}
-    store = FeatureStore(tiny_store, mode="r")
-    videos = 0
-    for label, splits in index["tiny"].items():
-        assert set(splits) == {"train", "val", "test"}
-        for split, entries in splits.items():
-            for video, entry in entries.items():
-                videos += 1
-                assert entry["label"] == label
-                stored = store.open_video(video)
-                assert stored.entry.split == split and stored.entry.label == (label == "tiny_fake")
-                track = stored.track()
-                assert [int(p.rsplit("/", 1)[1][:-4]) for p in entry["frames"]] == track["frame_index"][0].astype(int).tolist()
-                for t, path in enumerate(entry["frames"]):
-                    assert path.startswith(str(out / "frames" / video))
-                    png = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-                    assert np.array_equal(png, stored["frames"][0, t])
-                    # DeepfakeBench's loader finds landmarks by this replacement.
-                    landmarks = np.load(path.replace("frames", "landmarks").replace(".png", ".npy"))
-                    assert landmarks.shape == (68, 2) and np.array_equal(landmarks, schema.landmarks_of(track)[0, t])
-    assert videos == 4 and video_key("real/id00") in index["tiny"]["tiny_real"]["train"]
-
-
 @pytest.mark.parametrize(
     "args, named",
     [
@@ -237,7 +208,7 @@ def test_export_deepfakebench_layout(tiny_store, tmp_path):
         (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}"], "holds a run already"),
         (["evaluate", "--checkpoint", "{tmp}/nothing.pt", "--store", "{store}"], "nothing.pt"),
         (["predict", "--checkpoint", "{store}/manifest.csv", "a.mp4"], "manifest.csv"),
-        (["export", "--store", "{store}", "--format", "deepfakebench", "--out", "{tmp}/frames"], "frames"),
+        (["export", "--store", "{store}", "--format", "deepfakebench", "--out", "{tmp}/x", "--name", "FF-DF"], "FF-DF"),
     ],
 )
 def test_user_mistakes_print_one_line_and_exit_2(tiny_store, trained_meso4, tmp_path, capsys, args, named):

@@ -12,7 +12,7 @@ import torch
 
 from feature_store import FeatureStore, manifest
 from feature_store import frames as frame_store
-from feature_store.schema import FACE, FLOW, FRAMES, Status
+from feature_store.schema import FACE, FLOW, FRAMES, UNLABELED, Status
 from stages.config import StageConfig, check
 from stages.errors import ConfigError, StoreError
 from stages.flow import hsv_image
@@ -233,12 +233,25 @@ def _resize_flow(flow: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def open_split(store_url: str, spec: ClipSpec, split: str, transform: Callable[[dict], dict] | None = None) -> StoreClipDataset:
-    """The split's samples; a user error when the store is missing or has none for this spec."""
+    """The split's samples; a user error when the store is missing, has none for this spec, or
+    holds videos of unknown label in the split."""
     try:
         dataset = StoreClipDataset(store_url, spec, splits=(split,), transform=transform)
     except StoreError as exc:
         raise ConfigError(f"--store {store_url}: {exc}") from exc
+    unlabeled = sorted({video_id for *_, label, video_id in dataset.samples if label == UNLABELED})
+    if unlabeled:
+        raise ConfigError(f"--store {store_url}: {len(unlabeled)} {split} videos are unlabeled (label -1), e.g. {unlabeled[0]}; "
+                          "training and metrics need labels (a --labels CSV gives them)")
+    if not len(dataset) and _all_unlabeled(store_url):
+        raise ConfigError(f"--store {store_url}: every video is unlabeled (label -1); training and metrics need labels "
+                          "(a --labels CSV gives them)")
     if not len(dataset):
         why = f"; {len(dataset.excluded)} videos excluded, e.g. {dataset.excluded[0][0]}: {dataset.excluded[0][1]}" if dataset.excluded else ""
         raise ConfigError(f"--store {store_url}: no {split} samples of {spec.clip_length} frames ({spec.flow} flow){why}")
     return dataset
+
+
+def _all_unlabeled(store_url: str) -> bool:
+    rows = manifest.load(FeatureStore(store_url, mode="r"))
+    return bool(rows) and all(row.entry.label == UNLABELED for row in rows)

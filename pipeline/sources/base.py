@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from feature_store.schema import LABEL_NAMES, UNLABELED
 from stages.config import check
 from stages.errors import ConfigError
 
@@ -17,8 +18,8 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class VideoRecord:
-    """One input video. `label` 0 real, 1 fake; `extra` holds what the dataset knows besides
-    (method, compression, identities, original video...). Two keys have a fixed meaning:
+    """One input video. `label` 0 real, 1 fake, -1 unknown (UNLABELED); `extra` holds what the
+    dataset knows besides (method, compression, identities, original video...). Two keys have a fixed meaning:
     `group`, the unit a split keeps together (an identity, a source video and its fakes), and,
     for a fake, `original`, the video id of the real video it was made from."""
 
@@ -41,6 +42,8 @@ class SourceOptions:
     methods: tuple[str, ...] | None = None  # None: the dataset's default set
     splits_dir: str | None = None
     ffpp_root: str | None = None
+    identity_disjoint: bool = False  # celebdf: leave out every video showing an identity of the test list
+    val_share: float = 0.1  # folder: share of train groups made val when a labels CSV names no val
 
     def __post_init__(self):
         ratios = self.split_ratios
@@ -48,29 +51,36 @@ class SourceOptions:
             len(ratios) == 3 and min(ratios) >= 0 and ratios[0] > 0, "--split-ratios", ratios,
             "three ratios train, val, test, each >= 0, train > 0",
         )
+        check(0 < self.val_share < 1, "--val-share", self.val_share, "must be > 0 and < 1")
 
 
 @dataclass(frozen=True)
 class Inventory:
-    """What a source found under its root: the records, and one line for each thing a user
-    should know before a run (files left out, listed files missing, leaks between splits)."""
+    """What a source found under its root: the records, one line for each thing a user
+    should know before a run (files left out, listed files missing, leaks between splits), and
+    lines the table ends with (counts a dataset's protocol makes worth seeing)."""
 
     records: list[VideoRecord]
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def table(self) -> str:
-        """Records by split and label, and fakes by method, as aligned text."""
+        """Records by split and label (an unlabeled column when there are any), and fakes by
+        method, as aligned text."""
         counts = Counter((record.split, record.label) for record in self.records)
         splits = list(SPLITS) + sorted({split for split, _ in counts} - set(SPLITS))
         datasets = ", ".join(sorted({record.dataset for record in self.records}))
-        rows = [(split, counts[split, 0], counts[split, 1]) for split in splits]
-        rows.append(("all", sum(row[1] for row in rows), sum(row[2] for row in rows)))
-        lines = [f"{datasets}: {len(self.records)} videos", f"{'split':<8}{'real':>8}{'fake':>8}{'total':>8}"]
-        lines += [f"{split:<8}{real:>8}{fake:>8}{real + fake:>8}" for split, real, fake in rows]
+        labels = [0, 1] + ([UNLABELED] if any(label == UNLABELED for _, label in counts) else [])
+        widths = [max(8, len(LABEL_NAMES[label]) + 1) for label in labels]
+        rows = [(split, [counts[split, label] for label in labels]) for split in splits]
+        rows.append(("all", [sum(column) for column in zip(*(numbers for _, numbers in rows))]))
+        lines = [f"{datasets}: {len(self.records)} videos",
+                 f"{'split':<8}" + "".join(f"{LABEL_NAMES[label]:>{width}}" for label, width in zip(labels, widths)) + f"{'total':>8}"]
+        lines += [f"{split:<8}" + "".join(f"{n:>{width}}" for n, width in zip(numbers, widths)) + f"{sum(numbers):>8}" for split, numbers in rows]
         methods = Counter(record.extra["method"] for record in self.records if record.label == 1 and record.extra.get("method"))
         if methods:
             lines.append("fakes by method: " + ", ".join(f"{method} {n}" for method, n in sorted(methods.items())))
-        return "\n".join(lines)
+        return "\n".join(lines + list(self.notes))
 
 
 class Layout:
@@ -134,9 +144,10 @@ def video_id(path: Path, root: Path) -> str:
 
 
 def read_text(path: Path, root: Path) -> str:
-    """A label or split file's text; one that cannot be read is a user error naming it."""
+    """A label or split file's text (UTF-8, with or without a byte-order mark); one that
+    cannot be read is a user error naming it."""
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{shown(path, root)}: cannot read it ({exc})") from exc
 
@@ -147,11 +158,19 @@ def read_json(path: Path, root: Path, expected: str):
         return json.loads(read_text(path, root))
     except ValueError as exc:
         raise ConfigError(f"{shown(path, root)}: not {expected} ({exc})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{shown(path, root)}: not {expected} (nested too deeply to read)") from exc
 
 
 def shown(path: Path, root: Path) -> str:
     """A path as messages show it: relative to the dataset root when under it."""
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def brief(value) -> str:
+    """A value read from a label file as a message shows it, however large."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def count_line(what: str, names: list[str]) -> str:

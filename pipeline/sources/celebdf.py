@@ -1,8 +1,11 @@
 """`celebdf` (v2) and `celebdf-v1`: Celeb-DF, with its official test list.
 
 The test list marks real with 1 and fake with 0, the reverse of ours. Only the test split is
-official; train and val come from the other videos, split by identity, and a video showing any
-identity of a listed test video is left out, so that no test identity is ever trained on.
+official. By default, as published work on Celeb-DF trains, train and val hold every video
+outside the list, val carved by identity (seeded): most identities of the list also appear
+outside it, so train shares identities with test, and the inventory says how many videos do.
+With `identity_disjoint`, a video showing any identity of a listed video is left out instead,
+so that no test identity is ever trained on (few fakes remain).
 """
 
 from __future__ import annotations
@@ -35,16 +38,19 @@ def inventory(root: Path, options: SourceOptions, dataset: str = "celebdf") -> I
         else:
             described[video_id(path, root)] = (path, FOLDER_LABELS[folder], extra)
     test_identities = {identity for video in listed for identity in _describe(*video.split("/", 1))["identities"]}
-    out, left_out = [], []
+    out, left_out, shared = [], [], []
+    train_val_only = (options.split_ratios[0], options.split_ratios[1], 0)
     for vid, (path, label, extra) in described.items():
+        shows_test_identity = bool(test_identities.intersection(extra["identities"]))
         if vid in listed:
             split = "test"
-        elif test_identities.intersection(extra["identities"]):
+        elif shows_test_identity and options.identity_disjoint:
             left_out.append(vid)
             continue
         else:
-            train_val_only = (options.split_ratios[0], options.split_ratios[1], 0)
             split = seeded_split(extra["group"], options.seed, train_val_only)
+            if shows_test_identity:
+                shared.append((split, vid))
         out.append(VideoRecord(vid, str(path), label, split, dataset, extra))
 
     warnings = []
@@ -53,9 +59,13 @@ def inventory(root: Path, options: SourceOptions, dataset: str = "celebdf") -> I
         warnings.append(count_line(f"videos listed in {TEST_LIST} are missing", missing))
     if left_out:
         warnings.append(count_line("videos left out: they show an identity of a listed test video", left_out))
-    if misnamed:
-        warnings.append(count_line("videos not named as Celeb-DF names them, left out", misnamed))
-    return Inventory(out, tuple(warnings))
+    notes = ()
+    if shared:
+        by_split = ", ".join(f"{split} {sum(s == split for s, _ in shared)}" for split in ("train", "val"))
+        notes = (f"videos sharing an identity with test: {by_split}",)
+        warnings.append(count_line("train or val videos show an identity of a listed test video "
+                                   "(Celeb-DF's standard protocol; --identity-disjoint leaves them out)", [vid for _, vid in shared]))
+    return Inventory(out, tuple(warnings), notes)
 
 
 def _describe(folder: str, stem: str) -> dict | None:
@@ -83,7 +93,7 @@ def _read_test_list(path: Path, root: Path) -> set[str]:
         where = f"{shown(path, root)} line {number}"
         flag, _, relative = line.strip().partition(" ")
         folder, _, name = relative.strip().partition("/")
-        if flag not in ("0", "1") or folder not in FOLDER_LABELS or not name:
+        if flag not in ("0", "1") or folder not in FOLDER_LABELS or not name or "/" in name.strip():
             raise ConfigError(f"{where}: {line.strip()!r} is not '<1 real | 0 fake> <folder>/<file>' with a folder of {', '.join(FOLDER_LABELS)}")
         if _describe(folder, Path(name).stem) is None:
             raise ConfigError(f"{where}: {name!r} is not named as Celeb-DF names the videos of {folder}/")

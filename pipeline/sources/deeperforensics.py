@@ -66,7 +66,7 @@ def inventory(root: Path, options: SourceOptions) -> Inventory:
 def _read_list(path: Path, root: Path) -> list[str]:
     """File names of a split list, one a line (`000_M101.mp4`)."""
     names = [line.strip() for line in read_text(path, root).splitlines() if line.strip()]
-    bad = next((name for name in names if "_" not in name or not name.endswith(".mp4")), None)
+    bad = next((name for name in names if "_" not in name or not name.endswith(".mp4") or "/" in name), None)
     if bad:
         raise ConfigError(f"{shown(path, root)}: {bad!r} is not a fake's file name <target>_<source>.mp4")
     return names

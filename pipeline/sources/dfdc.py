@@ -14,7 +14,9 @@ import io
 import re
 from pathlib import Path
 
-from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, count_line, read_json, read_text, seeded_split, shown, video_id
+from pipeline.sources.base import (
+    Inventory, Layout, SourceOptions, VideoRecord, brief, count_line, read_json, read_text, seeded_split, shown, video_id,
+)
 from stages.errors import ConfigError
 
 PART = re.compile(r"dfdc_train_part_(\d+)")
@@ -84,14 +86,28 @@ def _part_folders(root: Path) -> list[tuple[int, Path]]:
 
 
 def _read_metadata(path: Path, root: Path) -> dict[str, dict]:
-    expected = 'a JSON object of file name -> {"label": "REAL" or "FAKE", "original": ...}'
+    expected = 'a JSON object of file name -> {"label": "REAL" or "FAKE", "original": file name (fakes)}'
     entries = read_json(path, root, expected)
     if not isinstance(entries, dict):
         raise ConfigError(f"{shown(path, root)}: not {expected}")
     for name, info in entries.items():
-        if not isinstance(info, dict) or info.get("label") not in LABELS:
-            raise ConfigError(f"{shown(path, root)}: {name}: label {info.get('label') if isinstance(info, dict) else info!r}; allowed: REAL, FAKE")
+        where = f"{shown(path, root)}: entry {name!r}"
+        if not _is_file_name(name):
+            raise ConfigError(f"{where}: not a video file name")
+        if not isinstance(info, dict):
+            raise ConfigError(f"{where}: {brief(info)} is not an object {{\"label\": ..., \"original\": ...}}")
+        label = info.get("label")
+        if not isinstance(label, str) or label not in LABELS:
+            raise ConfigError(f"{where}: label {brief(label)}; allowed: REAL, FAKE")
+        original = info.get("original")
+        if original is not None and not _is_file_name(original):
+            raise ConfigError(f"{where}: original {brief(original)} is not a video file name")
     return entries
+
+
+def _is_file_name(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
 
 
 def _read_test_labels(path: Path, root: Path) -> dict[str, int]:
@@ -101,8 +117,11 @@ def _read_test_labels(path: Path, root: Path) -> dict[str, int]:
         raise ConfigError(f"{shown(path, root)}: expected a header filename,label; found {','.join(reader.fieldnames or ())}")
     labels = {}
     for row in reader:
-        label = (row["label"] or "").strip()
+        where = f"{shown(path, root)} line {reader.line_num}"
+        name, label = ((row[column] or "").strip() for column in ("filename", "label"))
+        if not _is_file_name(name):
+            raise ConfigError(f"{where}: filename {name!r} is not a video file name")
         if label not in ("0", "1"):
-            raise ConfigError(f"{shown(path, root)} line {reader.line_num}: label {label!r}; allowed: 0 (real), 1 (fake)")
-        labels[row["filename"].strip()] = int(label)
+            raise ConfigError(f"{where}: label {label!r}; allowed: 0 (real), 1 (fake)")
+        labels[name] = int(label)
     return labels

@@ -6,9 +6,10 @@ is carved from train by identity (the folder under `original_videos/` or `method
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
-from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, count_line, read_json, seeded_split, shown, video_id
+from pipeline.sources.base import Inventory, Layout, SourceOptions, VideoRecord, brief, count_line, read_json, seeded_split, shown, video_id
 from stages.errors import ConfigError
 
 FOLDERS = ("original_videos", "method_A", "method_B")
@@ -26,17 +27,24 @@ def inventory(root: Path, options: SourceOptions) -> Inventory:
     entries = read_json(listing, root, expected)
     if not isinstance(entries, dict):
         raise ConfigError(f"{shown(listing, root)}: not {expected}")
-    out, missing = [], []
+    out, missing, first = [], [], {}
     train_val_only = (options.split_ratios[0], options.split_ratios[1], 0)
     for relative, info in sorted(entries.items()):
-        if not isinstance(info, dict) or info.get("label") not in LABELS or info.get("set") not in SETS:
-            raise ConfigError(f"{shown(listing, root)}: {relative}: {info!r} is not {{\"label\": \"real\" or \"fake\", \"set\": \"train\" or \"test\"}}")
-        vid = Path(relative).with_suffix("").as_posix()
+        where = f"{shown(listing, root)}: entry {relative!r}"
+        parts = _parts(relative)
+        if parts is None:
+            raise ConfigError(f"{where}: not a path <{' | '.join(FOLDERS)}>/<identity>/.../<file>.mp4 inside the root")
+        if not isinstance(info, dict) or not isinstance(info.get("label"), str) or info["label"] not in LABELS or info.get("set") not in SETS:
+            raise ConfigError(f"{where}: {brief(info)} is not {{\"label\": \"real\" or \"fake\", \"set\": \"train\" or \"test\"}}")
+        vid = posixpath.splitext("/".join(parts))[0]
+        if vid in first:
+            raise ConfigError(f"{where}: the same video as entry {first[vid]!r}")
+        first[vid] = relative
         path = on_disk.pop(vid, None)
         if path is None:
             missing.append(relative)
             continue
-        folder, identity = Path(relative).parts[0], Path(relative).parts[1]
+        folder, identity = parts[0], parts[1]
         split = "test" if info["set"] == "test" else seeded_split(identity, options.seed, train_val_only)
         extra = {"identity": identity, "group": identity}
         if folder != "original_videos":
@@ -49,3 +57,13 @@ def inventory(root: Path, options: SourceOptions) -> Inventory:
     if on_disk:
         warnings.append(count_line("videos not listed in dataset.json, left out", list(on_disk)))
     return Inventory(out, tuple(warnings))
+
+
+def _parts(relative: str) -> list[str] | None:
+    """The normalised parts of a listed path, or None for one that is not a video under a
+    folder of the dataset (`""`, `"."`, `"../x.mp4"`, `"method_A/x.mp4"`)."""
+    normal = posixpath.normpath(relative) if relative else ""
+    parts = normal.split("/")
+    if len(parts) < 3 or parts[0] not in FOLDERS or ".." in parts or not posixpath.splitext(normal)[1]:
+        return None
+    return parts
