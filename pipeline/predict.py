@@ -16,6 +16,7 @@ from feature_store.schema import UNLABELED
 from pipeline.process import ALL_STAGES, WorkItem, process_video
 from pipeline.profiles import Profile
 from pipeline.sources.base import VideoRecord
+from stages.errors import StoreError
 from trainer import checkpoint
 from trainer.dataset import StoreClipDataset
 from trainer.evaluate import pick_device, score
@@ -54,6 +55,9 @@ def predict(checkpoint_path: str, videos: list[str], device: str = "auto") -> li
             )
             for path in paths
         }
+        for outcome in outcomes.values():
+            if outcome.store_error:
+                raise StoreError(f"predict's scratch store: {outcome.store_error}")
         dataset = StoreClipDataset(store_url, dataclasses.replace(detector.spec, faces="all"), splits=None)
         p_fake, faces, units = {}, {}, Counter()
         if len(dataset):

@@ -39,8 +39,9 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class VideoOutcome:
-    row: IndexRow  # the video's index row
+    row: IndexRow | None  # the video's index row; None when the store failed
     stages: tuple[str, ...]  # the stages this task ran, in order
+    store_error: str = ""
 
     @property
     def status(self) -> Status:
@@ -77,10 +78,18 @@ class Trace:
 def process_video(item: WorkItem, store_url: str, profile: Profile, timeout_s: float | None = None) -> VideoOutcome:
     """Run the item's stages and store the result. `timeout_s` bounds reading and computing
     (not the final write): past it the video is recorded as `failed: timeout` and this worker
-    process ends, the one sure way to stop a thread stuck in a decoder (pipeline/watchdog.py)."""
+    process ends, the one sure way to stop a thread stuck in a decoder (pipeline/watchdog.py).
+    A store that cannot be opened or written comes back as the outcome's `store_error`, for
+    the client to stop the run: it is not the video's fault."""
     # One video per worker process: OpenCV's own threads would only contend with the others.
     cv2.setNumThreads(1)
-    store = FeatureStore(store_url)
+    try:
+        return _process(item, FeatureStore(store_url), profile, timeout_s)
+    except StoreError as exc:
+        return VideoOutcome(None, (), store_error=str(exc))
+
+
+def _process(item: WorkItem, store: FeatureStore, profile: Profile, timeout_s: float | None) -> VideoOutcome:
     found = store.entries([item.key]).get(item.key)
     if found is not None and found[0].run_id == item.run_id:
         # A second try of this task in this run: its worker died after the video was recorded

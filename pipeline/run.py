@@ -161,27 +161,26 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
             process_video, work, store_url=store.url, profile=request.profile, timeout_s=request.video_timeout_s,
             key=[f"video-{item.key}" for item in work], pure=False,
         )
-        bar = tqdm(total=len(work), unit="video", desc="features", disable=not progress, dynamic_ncols=True)
-        counts = Counter()
-        for future in as_completed(futures):
-            item = by_key[future.key.removeprefix("video-")]
-            try:
-                outcome = future.result()
-            except StoreError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the task itself failed, or its workers died
-                outcome = _task_failure(item, store, request.profile, exc)
-            future.release()
-            pending.discard(item.key)
-            rows[item.key] = outcome.row
-            counts[outcome.status] += 1
-            bar.set_postfix(counts, refresh=False)
-            bar.update()
-            if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
-                manifest.write(store, rows.values())
-                last_manifest = time.monotonic()
-            yield outcome
-        bar.close()
+        with tqdm(total=len(work), unit="video", desc="features", disable=not progress, dynamic_ncols=True) as bar:
+            counts = Counter()
+            for future in as_completed(futures):
+                item = by_key[future.key.removeprefix("video-")]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - the task itself failed, or its workers died
+                    outcome = _task_failure(item, store, request.profile, exc)
+                future.release()
+                if outcome.store_error:
+                    raise StoreError(outcome.store_error)
+                pending.discard(item.key)
+                rows[item.key] = outcome.row
+                counts[outcome.status] += 1
+                bar.set_postfix(counts, refresh=False)
+                bar.update()
+                if time.monotonic() - last_manifest > MANIFEST_EVERY_S:
+                    manifest.write(store, rows.values())
+                    last_manifest = time.monotonic()
+                yield outcome
 
 
 def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:

@@ -51,7 +51,7 @@ def _video_arrays(rng: np.random.Generator, label: int, frames: int, clips: int,
     # flow[t] moves frame t to t+1: the texture's next step, as (x, y).
     flow = np.zeros((n, height, width, 2), np.float16)
     flow[valid] = np.broadcast_to(np.roll(steps, -1, axis=0)[valid, None, None, ::-1], (int(valid.sum()), height, width, 2))
-    landmarks = rng.uniform(0, min(size), (1, n, schema.LANDMARKS, 2))
+    landmarks = rng.uniform(0, min(size), (1, n, schema.LANDMARKS, 2)).astype(np.float32)  # as dlib gives them
     table, fields = schema.track_table(
         np.arange(n) * 3, clip_index, np.arange(n) * 3 / 25.0, np.ones((1, n), bool),
         np.tile([0.0, 0.0, width, height], (1, n, 1)), landmarks, {schema.FRAMES: np.tile(np.eye(2, 3), (1, n, 1, 1))},
