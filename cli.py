@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.sources import SOURCES
 from pipeline.sources.base import SourceOptions
@@ -34,8 +35,12 @@ def cli():
 @click.option("--limit", type=click.IntRange(min=1), help="Process only the first N videos.")
 @click.option("--force", is_flag=True, help="Recompute every video, changed or not.")
 @click.option("--retry-failed", is_flag=True, help="Try videos that failed before again.")
-@click.option("--video-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Record a video still reading or computing after this long as failed: timeout, and go on [default: no limit].")
+@click.option("--video-timeout", type=click.FloatRange(min=0), default=VIDEO_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Record a video still reading or computing after this long as failed: timeout, and go on (0: no limit).")
+@click.option("--worker-memory", default=WORKER_MEMORY, show_default=True, metavar="SIZE",
+              help="Local cluster: memory a worker process may use before it is restarted (0: no limit).")
+@click.option("--dashboard-address", metavar="HOST:PORT",
+              help="Where the dashboard of a cluster dfprep starts listens [default: 127.0.0.1, a free port].")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video failed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split for datasets without an official one.")
 @click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/.")
@@ -48,7 +53,7 @@ def cli():
 @click.option("--splits", "splits_dir", help="ffpp, deeperforensics: folder of the official split files.")
 @click.option("--ffpp-root", help="deeperforensics: the FaceForensics++ root holding its real videos.")
 def features(dataset, root, store, profile, overrides, workers, scheduler, cluster, cluster_config, limit, force, retry_failed,
-             video_timeout, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
+             video_timeout, worker_memory, dashboard_address, strict, seed, labels_csv, split_ratios, comp, methods, splits_dir, ffpp_root):
     """Build or update the feature store from a dataset."""
     from pipeline.cluster import jobqueue_spec
     from pipeline.run import FeaturesRequest, build_features
@@ -58,11 +63,14 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
                                f"or DASK_SCHEDULER_ADDRESS ({scheduler})")
     if cluster_config and not cluster:
         raise click.UsageError("--cluster-config needs --cluster slurm|pbs|sge")
+    if dashboard_address and scheduler:
+        raise click.UsageError(f"--dashboard-address: a running cluster ({scheduler}) keeps its own dashboard")
 
     request = FeaturesRequest(
         dataset=dataset, root=root, store=store, profile=get_profile(profile, list(overrides)),
         workers=workers, scheduler=scheduler, cluster=jobqueue_spec(cluster, cluster_config) if cluster else None,
-        limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout,
+        limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout or None,
+        worker_memory=worker_memory, dashboard_address=dashboard_address,
         source_options=SourceOptions(
             seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
             methods=tuple(name.strip() for name in methods.split(",")) if methods else None,

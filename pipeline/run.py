@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
-from pipeline.cluster import ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, jobqueue_cluster
+from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
+from pipeline.cluster import (ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, dashboard_address,
+                              jobqueue_cluster)
 from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
@@ -43,8 +45,16 @@ class FeaturesRequest:
     limit: int | None = None
     force: bool = False
     retry_failed: bool = False
-    video_timeout_s: float | None = None
+    video_timeout_s: float | None = VIDEO_TIMEOUT_S
+    worker_memory: str = WORKER_MEMORY  # a size dask reads ("3GB"), or "0" for no limit
+    dashboard_address: str | None = None  # None: what a --cluster-config file says, else DASHBOARD_ADDRESS
     source_options: SourceOptions = SourceOptions()
+
+    def __post_init__(self):
+        try:
+            dask.utils.parse_bytes(self.worker_memory)
+        except (ValueError, TypeError):
+            raise ConfigError(f"--worker-memory {self.worker_memory}: not a size; e.g. 3GB, 2500MB, or 0 for no limit") from None
 
 
 @dataclass
@@ -134,7 +144,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
     """Yield each video's outcome as it completes, keeping the manifest current."""
     by_key = {item.key: item for item in work}
     last_manifest = time.monotonic()
-    with _client(request.workers, request.scheduler, request.cluster, request.profile) as client:
+    with _client(request) as client:
         client.register_plugin(SingleThreaded())
         if on_dashboard:
             on_dashboard(client.dashboard_link)
@@ -175,7 +185,8 @@ def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Ex
 
 
 @contextmanager
-def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec | None, profile: Profile):
+def _client(request: FeaturesRequest):
+    scheduler, jobqueue = request.scheduler, request.cluster
     if scheduler:
         # A running cluster keeps its own settings (allowed-failures among them): it may be shared.
         try:
@@ -206,21 +217,28 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         "distributed.admin.tick.interval": "1s",
         "distributed.admin.system-monitor.interval": "2s",
     }
+    dashboard = dashboard_address(request.dashboard_address, jobqueue)
+    dashboard_host = dashboard.rpartition(":")[0]
+    if dashboard_host not in ("", "0.0.0.0", "[::]", "::"):
+        # The link printed names the address the dashboard listens on, not the scheduler's.
+        settings["distributed.dashboard.link"] = f"{{scheme}}://{dashboard_host}:{{port}}/status"
     # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
     with contextlib.ExitStack() as stack:
         stack.enter_context(dask.config.set(settings))
         if jobqueue:
-            cluster = stack.enter_context(jobqueue_cluster(jobqueue))
+            cluster = stack.enter_context(jobqueue_cluster(jobqueue, dashboard))
             yield stack.enter_context(Client(cluster))
             return
         if fork:
-            stack.enter_context(parent_of_forked_workers(profile))
+            stack.enter_context(parent_of_forked_workers(request.profile))
         cluster = stack.enter_context(LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
+            n_workers=request.workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            # Any free port: runs side by side on one machine then do not warn about 8787.
-            dashboard_address=":0",
+            memory_limit=request.worker_memory,
+            # A free port (runs side by side on one machine then do not warn about 8787), on
+            # this machine only unless asked.
+            dashboard_address=dashboard,
             silence_logs=logging.ERROR,
             env=SINGLE_THREAD_ENV,
         ))
