@@ -51,11 +51,33 @@ def test_the_limits_are_checked_on_the_frames_and_raised_with_set(tmp_path):
     assert probe(path, DecodeConfig(max_decoded_bytes=whole_video)).n_frames == 10
 
 
-@pytest.mark.parametrize("field, value", [("max_frame_pixels", 2**28 + 1), ("max_decoded_bytes", 2**40 + 1), ("max_side", 8193),
-                                          ("threads", 65), ("seek_min_gap", 100_001)])
-def test_decode_parameters_have_upper_bounds(field, value):
-    with pytest.raises(ConfigError, match=rf"decode.{field}={value}: allowed: "):
-        DecodeConfig(**{field: value})
+UNBOUNDED = [("sampling", "clips", 10**6), ("sampling", "clip_length", 10**9), ("sampling", "step", 10**9),
+             ("decode", "max_side", 10**6), ("decode", "seek_min_gap", 10**9), ("decode", "threads", 10**4),
+             ("decode", "max_frame_pixels", 2**40), ("decode", "max_decoded_bytes", 2**60),
+             ("faces", "detect_width", 10**6), ("faces", "detect_interval", 10**9), ("faces", "smooth_sigma", 1e9),
+             ("crops", "size", [10**5, 10**5]), ("crops", "margin", 1e6),
+             ("flow", "levels", 10**4), ("flow", "winsize", 10**6), ("flow", "iterations", 10**9), ("flow", "poly_sigma", 1e9),
+             ("flow", "flags", 4)]
+
+
+@pytest.mark.parametrize("stage, field, value", UNBOUNDED, ids=[f"{stage}.{field}" for stage, field, _ in UNBOUNDED])
+def test_a_stored_profile_cannot_ask_for_unbounded_work(stage, field, value):
+    """A checkpoint carries the profile `predict` prepares videos with: every parameter that
+    sizes the work has an upper bound, refused as a configuration error."""
+    from pipeline.profiles import Profile, get_profile
+
+    stored = get_profile("default").to_dict()
+    if stage == "crops":
+        stored["crops"][0][field] = value
+    else:
+        stored[stage][field] = value
+    with pytest.raises(ConfigError, match=rf"\.{field}=.*(allowed|at most|each 8 to)"):
+        Profile.from_dict(stored)
+
+
+def test_the_frames_a_profile_keeps_are_bounded_in_all():
+    with pytest.raises(ConfigError, match="clips x clip_length .* must be at most 1024 frames"):
+        SamplingConfig(clips=6, clip_length=1000)
 
 
 def _atime_is_kept(folder: Path) -> bool:
