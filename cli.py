@@ -169,12 +169,14 @@ def evaluate(checkpoint, store, split, out, device, workers):
 @click.option("--checkpoint", required=True, help="A checkpoint written by train (best.pt).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a video.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--video-timeout", type=click.FloatRange(min=0), default=VIDEO_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Give up on a video still reading or computing after this long (0: no limit).")
 @click.argument("videos", nargs=-1, required=True)
-def predict(checkpoint, as_json, device, videos):
+def predict(checkpoint, as_json, device, video_timeout, videos):
     """Fake probability of new video files, prepared as the training store was."""
     from pipeline.predict import predict as run_prediction
 
-    for prediction in run_prediction(checkpoint, list(videos), device):
+    for prediction in run_prediction(checkpoint, list(videos), device, video_timeout or None):
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(prediction), sort_keys=True))
         elif prediction.p_fake is None:

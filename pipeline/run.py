@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +22,8 @@ from tqdm import tqdm
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
 from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
-from pipeline.cluster import (ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, dashboard_address,
-                              jobqueue_cluster)
+from pipeline.cluster import (ALLOWED_FAILURES, DASHBOARD_ADDRESS, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded,
+                              dashboard_address, jobqueue_cluster)
 from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
@@ -159,7 +159,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
             try:
                 outcome = future.result()
             except Exception as exc:  # noqa: BLE001 - the task itself failed, or its workers died
-                outcome = _task_failure(item, store, request.profile, exc)
+                outcome = task_failure(item, store, request.profile, exc)
             future.release()
             rows[outcome.key] = outcome.row
             counts[outcome.status] += 1
@@ -172,7 +172,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
         bar.close()
 
 
-def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
+def task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
     """Record a video whose task raised (its store write failed) or whose worker process
     died on it more often than Dask's `allowed-failures` (a crash in native code, memory)."""
     if isinstance(exc, KilledWorker):
@@ -196,9 +196,45 @@ def _client(request: FeaturesRequest):
         with client:
             yield client
         return
+    dashboard = dashboard_address(request.dashboard_address, jobqueue)
+    if jobqueue:
+        with dask.config.set(_cluster_settings(dashboard, fork=False)), jobqueue_cluster(jobqueue, dashboard) as cluster, \
+                Client(cluster) as client:
+            yield client
+        return
+    with local_client(request.profile, request.workers, request.worker_memory, dashboard) as client:
+        yield client
+
+
+@contextmanager
+def local_client(profile: Profile, workers: int | None = None, worker_memory: str = WORKER_MEMORY,
+                 dashboard: str | None = DASHBOARD_ADDRESS) -> Iterator[Client]:
+    """A client of a LocalCluster of single-threaded worker processes (one per core unless
+    `workers`), each restarted past `worker_memory`; `dashboard` None starts no dashboard."""
     # macOS's system libraries do not survive a fork, nor does torch's OpenMP pool once a
     # process has used it (a library user's process may have); OpenCV's is emptied below.
     fork = sys.platform.startswith("linux") and "torch" not in sys.modules
+    # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(dask.config.set(_cluster_settings(dashboard, fork)))
+        if fork:
+            stack.enter_context(parent_of_forked_workers(profile))
+        cluster = stack.enter_context(LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=worker_memory,
+            # A free port (runs side by side on one machine then do not warn about 8787), on
+            # this machine only unless asked.
+            dashboard_address=dashboard,
+            silence_logs=logging.ERROR,
+            env=SINGLE_THREAD_ENV,
+        ))
+        yield stack.enter_context(Client(cluster))
+
+
+def _cluster_settings(dashboard: str | None, fork: bool) -> dict:
+    """Dask's settings for the clusters dfprep starts."""
     settings = {
         # A worker holds only the task it runs, none queued behind it: a worker ended by a
         # video's time limit then counts against no other video's allowed failures.
@@ -217,29 +253,8 @@ def _client(request: FeaturesRequest):
         "distributed.admin.tick.interval": "1s",
         "distributed.admin.system-monitor.interval": "2s",
     }
-    dashboard = dashboard_address(request.dashboard_address, jobqueue)
-    dashboard_host = dashboard.rpartition(":")[0]
+    dashboard_host = (dashboard or "").rpartition(":")[0]
     if dashboard_host not in ("", "0.0.0.0", "[::]", "::"):
         # The link printed names the address the dashboard listens on, not the scheduler's.
         settings["distributed.dashboard.link"] = f"{{scheme}}://{dashboard_host}:{{port}}/status"
-    # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(dask.config.set(settings))
-        if jobqueue:
-            cluster = stack.enter_context(jobqueue_cluster(jobqueue, dashboard))
-            yield stack.enter_context(Client(cluster))
-            return
-        if fork:
-            stack.enter_context(parent_of_forked_workers(request.profile))
-        cluster = stack.enter_context(LocalCluster(
-            n_workers=request.workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=request.worker_memory,
-            # A free port (runs side by side on one machine then do not warn about 8787), on
-            # this machine only unless asked.
-            dashboard_address=dashboard,
-            silence_logs=logging.ERROR,
-            env=SINGLE_THREAD_ENV,
-        ))
-        yield stack.enter_context(Client(cluster))
+    return settings
