@@ -22,9 +22,14 @@ def open_existing_store(url: str) -> FeatureStore:
 
 
 def status_rows(url: str, rebuild: bool = False) -> list[dict]:
-    store = FeatureStore(url) if rebuild else open_existing_store(url)
-    rows = manifest.rebuild(store) if rebuild else manifest.read(store)
-    return rows if rows is not None else manifest.rebuild(FeatureStore(url))
+    """The manifest's rows; `rebuild` first rewrites it from the groups, holding the store's
+    lock so that a run's newer manifest is never overwritten."""
+    store = open_existing_store(url)
+    if rebuild:
+        with store.lock():
+            return manifest.rebuild(store)
+    rows = manifest.read(store)
+    return rows if rows is not None else manifest.rebuild(store)
 
 
 def status_text(rows: list[dict]) -> str:
