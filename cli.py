@@ -12,6 +12,7 @@ from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.sources import SOURCES
 from pipeline.sources.base import SourceOptions
+from pipeline.terminal import printable
 from stages.errors import ConfigError, Diverged, StoreLocked
 
 
@@ -85,7 +86,7 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
 def _print_inventory(inventory) -> None:
     click.echo(inventory.table())
     for warning in inventory.warnings:
-        click.echo(f"dfprep: warning: {warning}", err=True)
+        click.echo(f"dfprep: warning: {printable(warning)}", err=True)
 
 
 @cli.command()
@@ -112,7 +113,7 @@ def show(store, video_id, out):
     """Contact sheet of one video: crops, HSV-coded flow, the face track on a thumbnail."""
     from pipeline.report import write_contact_sheet
 
-    click.echo(write_contact_sheet(store, video_id, out))
+    click.echo(printable(write_contact_sheet(store, video_id, out)))
 
 
 @cli.command()
@@ -147,7 +148,7 @@ def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, lo
         store=store, model=model, out=out, recipe=recipe, inputs=inputs, seed=seed, device=device, workers=workers,
         amp=amp, compile=compile_model, pretrained=pretrained, resume=resume,
     ))
-    click.echo(f"best epoch {result.best_epoch} of {len(result.history)}; checkpoint {result.out / 'best.pt'}")
+    click.echo(f"best epoch {result.best_epoch} of {len(result.history)}; checkpoint {printable(result.out / 'best.pt')}")
     click.echo(metrics_text(result.val_metrics))
 
 
@@ -180,10 +181,10 @@ def predict(checkpoint, as_json, device, video_timeout, videos):
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(prediction), sort_keys=True))
         elif prediction.p_fake is None:
-            click.echo(f"{'-':>6}  {prediction.status:<5}  {prediction.video}  ({prediction.error})")
+            click.echo(f"{'-':>6}  {prediction.status:<5}  {printable(prediction.video)}  ({printable(prediction.error)})")
         else:
             verdict = "" if prediction.fake is None else ("fake" if prediction.fake else "real")
-            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {prediction.video}")
+            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {printable(prediction.video)}")
 
 
 @cli.command()
@@ -196,7 +197,7 @@ def export(store, export_format, out, name):
     from pipeline.export import export_deepfakebench
 
     summary = export_deepfakebench(store, out, name)
-    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}")
+    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {printable(summary.index_path)}")
     click.echo("label_dict for DeepfakeBench's config: " + json.dumps(summary.label_dict))
 
 
@@ -231,13 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("dfprep: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"dfprep: error: {exc.format_message()}", err=True)
+        click.echo(f"dfprep: error: {printable(exc.format_message())}", err=True)
         sys.exit(2)
     except ConfigError as exc:
-        click.echo(f"dfprep: error: {exc}", err=True)
+        click.echo(f"dfprep: error: {printable(exc)}", err=True)
         sys.exit(2)
     except (StoreLocked, Diverged) as exc:
-        click.echo(f"dfprep: {exc}", err=True)
+        click.echo(f"dfprep: {printable(exc)}", err=True)
         sys.exit(1)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 
 from feature_store import FeatureStore, manifest, video_key
+from pipeline.terminal import printable
 from stages.errors import ConfigError, StoreError
 from viz.contact_sheet import contact_sheet
 
@@ -41,7 +42,7 @@ def status_text(rows: list[dict]) -> str:
     failures = [row for row in rows if row["status"] != "done"]
     if failures:
         lines.append("not done:")
-        lines += [f"  {row['status']:<8} {row['video_id']}: {row['error']}" for row in failures]
+        lines += [f"  {row['status']:<8} {printable(row['video_id'])}: {printable(row['error'])}" for row in failures]
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_fo
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
 from pipeline.sources.base import Inventory, SourceOptions
+from pipeline.terminal import printable
 from stages.errors import ConfigError, StoreError
 
 MANIFEST_EVERY_S = 30.0
@@ -81,7 +82,7 @@ class RunSummary:
         text = "\n".join(f"{name:<10}{count:>7}  {note}".rstrip() for name, count, note in lines)
         text += f"\n{'time':<10}{self.seconds:>6.1f}s"
         for video_id, error in self.failures[:20]:
-            text += f"\n  failed  {video_id}: {error}"
+            text += f"\n  failed  {printable(video_id)}: {printable(error)}"
         if len(self.failures) > 20:
             text += f"\n  ... and {len(self.failures) - 20} more (dfprep status)"
         return text

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.terminal import printable
 from stages.config import check
 from stages.errors import ConfigError
 
@@ -63,14 +64,14 @@ class Inventory:
         """Records by split and label, and fakes by method, as aligned text."""
         counts = Counter((record.split, record.label) for record in self.records)
         splits = list(SPLITS) + sorted({split for split, _ in counts} - set(SPLITS))
-        datasets = ", ".join(sorted({record.dataset for record in self.records}))
+        datasets = ", ".join(sorted({printable(record.dataset) for record in self.records}))
         rows = [(split, counts[split, 0], counts[split, 1]) for split in splits]
         rows.append(("all", sum(row[1] for row in rows), sum(row[2] for row in rows)))
         lines = [f"{datasets}: {len(self.records)} videos", f"{'split':<8}{'real':>8}{'fake':>8}{'total':>8}"]
-        lines += [f"{split:<8}{real:>8}{fake:>8}{real + fake:>8}" for split, real, fake in rows]
+        lines += [f"{printable(split):<8}{real:>8}{fake:>8}{real + fake:>8}" for split, real, fake in rows]
         methods = Counter(record.extra["method"] for record in self.records if record.label == 1 and record.extra.get("method"))
         if methods:
-            lines.append("fakes by method: " + ", ".join(f"{method} {n}" for method, n in sorted(methods.items())))
+            lines.append("fakes by method: " + ", ".join(f"{printable(method)} {n}" for method, n in sorted(methods.items())))
         return "\n".join(lines)
 
 
