@@ -217,8 +217,10 @@ def test_jobqueue_scheduler_speaks_tls_on_one_address_with_its_dashboard_on_loca
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     (tmp_path / "slurm.yaml").write_text("cores: 2\nmemory: 4GB\n" + security)
+    # Sockets of this test process from before (other tests' clusters) are not the cluster's.
+    before = _listening([os.getpid()])
     with jobqueue_cluster(jobqueue_spec("slurm", str(tmp_path / "slurm.yaml"))) as cluster:
-        listening = _listening([os.getpid()])
+        listening = _listening([os.getpid()]) - before
         scheme, _, host_port = cluster.scheduler_address.partition("://")
         host, port = host_port.rsplit(":", 1)
         dashboard_port = cluster.scheduler.http_server.port
@@ -259,12 +261,13 @@ def test_local_cluster_dashboard_listens_on_localhost_and_workers_have_a_memory_
         os.link(tiny_video, tmp_path / "root" / name / "v.mp4")
     seen = {}
 
+    # Sockets and processes from before (other tests' clusters) are not the run's.
+    before, other_processes = _listening([os.getpid()]), set(psutil.Process().children(recursive=True))
+
     def on_dashboard(link: str) -> None:
-        client = get_client()
-        workers = client.scheduler_info()["workers"]
-        seen.update(link=link, memory=[w["memory_limit"] for w in workers.values()],
-                    listening=_listening([os.getpid(), *(psutil.Process().children(recursive=True) and
-                                                         [p.pid for p in psutil.Process().children(recursive=True)])]))
+        workers = get_client().scheduler_info()["workers"]
+        processes = [os.getpid(), *(child.pid for child in set(psutil.Process().children(recursive=True)) - other_processes)]
+        seen.update(link=link, memory=[w["memory_limit"] for w in workers.values()], listening=_listening(processes) - before)
 
     request = FeaturesRequest("folder", str(tmp_path / "root"), str(tmp_path / "store.zarr"),
                               get_profile("default", ["crop.mode=frame", "crop.size=16x16"]), workers=2)
