@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from feature_store import FeatureStore, manifest
 from pipeline import plan as planner
-from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
 from pipeline.cluster import (ALLOWED_FAILURES, DASHBOARD_ADDRESS, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded,
                               dashboard_address, jobqueue_cluster)
+from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
 from pipeline.process import VideoOutcome, WorkItem, process_video, parent_of_forked_workers, record_attrs
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
