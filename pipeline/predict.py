@@ -70,6 +70,8 @@ def _prepare(paths: list[str], store_url: str, profile: Profile, timeout_s: floa
 
     items = [WorkItem(VideoRecord(path, path, UNKNOWN_LABEL, "predict", "predict"), video_key(path), ALL_STAGES, "predict")
              for path in paths]
+    # Made here, as `features` makes its store first: workers creating it side by side collide.
+    store = FeatureStore(store_url)
     outcomes = {}
     with local_client(profile, workers=min(len(items), os.cpu_count() or 1), dashboard=None) as client:
         futures = client.map(process_video, items, store_url=store_url, profile=profile, timeout_s=timeout_s,
@@ -78,5 +80,5 @@ def _prepare(paths: list[str], store_url: str, profile: Profile, timeout_s: floa
             try:
                 outcomes[item.record.path] = future.result()
             except Exception as exc:  # noqa: BLE001 - the task failed, or every worker that ran it died
-                outcomes[item.record.path] = task_failure(item, FeatureStore(store_url), profile, exc)
+                outcomes[item.record.path] = task_failure(item, store, profile, exc)
     return outcomes
