@@ -49,6 +49,10 @@ def test_the_limits_are_checked_on_the_frames_and_raised_with_set(tmp_path):
     with pytest.raises(TooLarge, match=rf"10 frames of 96x64 .* over decode.max_decoded_bytes={whole_video - 1}"):
         probe(path, DecodeConfig(max_decoded_bytes=whole_video - 1))
     assert probe(path, DecodeConfig(max_decoded_bytes=whole_video)).n_frames == 10
+    from pipeline.profiles import get_profile
+
+    raised = get_profile("default", ["decode.max_frame_pixels=67108864", "decode.max_decoded_bytes=137438953472"]).decode
+    assert (raised.max_frame_pixels, raised.max_decoded_bytes) == (8192 * 8192, 128 * 2**30)
 
 
 UNBOUNDED = [("sampling", "clips", 10**6), ("sampling", "clip_length", 10**9), ("sampling", "step", 10**9),
