@@ -9,9 +9,11 @@ import sys
 import click
 
 from feature_store.schema import Status
+from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
 from pipeline.profiles import PROFILES, get_profile
 from pipeline.sources import SOURCES
 from pipeline.sources.base import SourceOptions
+from pipeline.terminal import printable
 from stages.errors import ConfigError, Diverged, StoreError, StoreLocked
 
 
@@ -35,8 +37,12 @@ def cli():
 @click.option("--limit", type=click.IntRange(min=1), help="Process only the first N videos.")
 @click.option("--force", is_flag=True, help="Recompute every video, changed or not.")
 @click.option("--retry-failed", is_flag=True, help="Try videos that failed before again.")
-@click.option("--video-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Record a video still reading or computing after this long as failed: timeout, and go on [default: no limit].")
+@click.option("--video-timeout", type=click.FloatRange(min=0), default=VIDEO_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Record a video still reading or computing after this long as failed: timeout, and go on (0: no limit).")
+@click.option("--worker-memory", default=WORKER_MEMORY, show_default=True, metavar="SIZE",
+              help="Local cluster: memory a worker process may use before it is restarted (0: no limit).")
+@click.option("--dashboard-address", metavar="HOST:PORT",
+              help="Where the dashboard of a cluster dfprep starts listens [default: 127.0.0.1, a free port].")
 @click.option("--strict", is_flag=True, help="Exit 1 if any video failed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split for datasets without an official one.")
 @click.option("--labels", "labels_csv", help="folder: a CSV of path,label[,split][,group] instead of real/ and fake/ "
@@ -54,7 +60,8 @@ def cli():
 @click.option("--identity-disjoint", is_flag=True,
               help="celebdf: leave out of train and val every video showing an identity of the official test list.")
 def features(dataset, root, store, profile, overrides, workers, scheduler, cluster, cluster_config, limit, force, retry_failed,
-             video_timeout, strict, seed, labels_csv, val_share, split_ratios, comp, methods, splits_dir, ffpp_root, identity_disjoint):
+             video_timeout, worker_memory, dashboard_address, strict, seed, labels_csv, val_share, split_ratios, comp, methods,
+             splits_dir, ffpp_root, identity_disjoint):
     """Build or update the feature store from a dataset."""
     from pipeline.cluster import jobqueue_spec
     from pipeline.run import FeaturesRequest, build_features
@@ -64,11 +71,14 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
                                f"or DASK_SCHEDULER_ADDRESS ({scheduler})")
     if cluster_config and not cluster:
         raise click.UsageError("--cluster-config needs --cluster slurm|pbs|sge")
+    if dashboard_address and scheduler:
+        raise click.UsageError(f"--dashboard-address: a running cluster ({scheduler}) keeps its own dashboard")
 
     request = FeaturesRequest(
         dataset=dataset, root=root, store=store, profile=get_profile(profile, list(overrides)),
         workers=workers, scheduler=scheduler, cluster=jobqueue_spec(cluster, cluster_config) if cluster else None,
-        limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout,
+        limit=limit, force=force, retry_failed=retry_failed, video_timeout_s=video_timeout or None,
+        worker_memory=worker_memory, dashboard_address=dashboard_address,
         source_options=SourceOptions(
             seed=seed, labels_csv=labels_csv, split_ratios=split_ratios, comp=comp, splits_dir=splits_dir, ffpp_root=ffpp_root,
             identity_disjoint=identity_disjoint, val_share=val_share,
@@ -84,7 +94,7 @@ def features(dataset, root, store, profile, overrides, workers, scheduler, clust
 def _print_inventory(inventory) -> None:
     click.echo(inventory.table())
     for warning in inventory.warnings:
-        click.echo(f"dfprep: warning: {warning}", err=True)
+        click.echo(f"dfprep: warning: {printable(warning)}", err=True)
 
 
 @cli.command()
@@ -111,7 +121,7 @@ def show(store, video_id, out):
     """Contact sheet of one video: crops, HSV-coded flow, the face track on a thumbnail."""
     from pipeline.report import write_contact_sheet
 
-    click.echo(write_contact_sheet(store, video_id, out))
+    click.echo(printable(write_contact_sheet(store, video_id, out)))
 
 
 @cli.command()
@@ -146,7 +156,7 @@ def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, lo
         store=store, model=model, out=out, recipe=recipe, inputs=inputs, seed=seed, device=device, workers=workers,
         amp=amp, compile=compile_model, pretrained=pretrained, resume=resume,
     ))
-    click.echo(f"best epoch {result.best_epoch} of {len(result.history)}; checkpoint {result.out / 'best.pt'}")
+    click.echo(f"best epoch {result.best_epoch} of {len(result.history)}; checkpoint {printable(result.out / 'best.pt')}")
     click.echo(metrics_text(result.val_metrics))
 
 
@@ -168,21 +178,23 @@ def evaluate(checkpoint, store, split, out, device, workers):
 @click.option("--checkpoint", required=True, help="A checkpoint written by train (best.pt).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a video.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--video-timeout", type=click.FloatRange(min=0), default=VIDEO_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Give up on a video still reading or computing after this long (0: no limit).")
 @click.argument("videos", nargs=-1, required=True)
-def predict(checkpoint, as_json, device, videos):
+def predict(checkpoint, as_json, device, video_timeout, videos):
     """Fake probability of new video files, prepared as the training store was; a video with
     several faces scores as its most fake-looking face (the DFDC convention)."""
     from pipeline.predict import predict as run_prediction
 
-    for prediction in run_prediction(checkpoint, list(videos), device):
+    for prediction in run_prediction(checkpoint, list(videos), device, video_timeout or None):
         if as_json:
             click.echo(json.dumps(dataclasses.asdict(prediction), sort_keys=True))
         elif prediction.p_fake is None:
-            click.echo(f"{'-':>6}  {prediction.status:<5}  {prediction.video}  ({prediction.error})")
+            click.echo(f"{'-':>6}  {prediction.status:<5}  {printable(prediction.video)}  ({printable(prediction.error)})")
         else:
             verdict = "" if prediction.fake is None else ("fake" if prediction.fake else "real")
             tracks = "" if len(prediction.faces) < 2 else "  (max of faces " + " ".join(f"{p:.4f}" for p in prediction.faces) + ")"
-            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {prediction.video}{tracks}")
+            click.echo(f"{prediction.p_fake:6.4f}  {verdict:<5}  {printable(prediction.video)}{tracks}")
 
 
 @cli.command()
@@ -196,7 +208,7 @@ def export(store, export_format, out, name):
     from pipeline.export import export_deepfakebench
 
     summary = export_deepfakebench(store, out, name)
-    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {summary.index_path}, {summary.lmdb_path}")
+    click.echo(f"{summary.videos} videos, {summary.frames} frames -> {printable(summary.index_path)}, {printable(summary.lmdb_path)}")
     click.echo("DeepfakeBench config (train_config.yaml, test_config.yaml):")
     for line in summary.config_lines():
         click.echo(f"  {line}")
@@ -249,13 +261,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("dfprep: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"dfprep: error: {exc.format_message()}", err=True)
+        click.echo(f"dfprep: error: {printable(exc.format_message())}", err=True)
         sys.exit(2)
     except ConfigError as exc:
-        click.echo(f"dfprep: error: {exc}", err=True)
+        click.echo(f"dfprep: error: {printable(exc)}", err=True)
         sys.exit(2)
     except (StoreLocked, StoreError, Diverged) as exc:
-        click.echo(f"dfprep: {exc}", err=True)
+        click.echo(f"dfprep: {printable(exc)}", err=True)
         sys.exit(1)
 
 

@@ -223,16 +223,31 @@ class FeatureStore:
                 yield
             return
         lock = filelock.FileLock(f"{self.path}/{LOCK}")
+        holder_path = Path(self.path) / LOCK_HOLDER
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            holder = self.read_text(LOCK_HOLDER) or "another dfprep run"
-            raise StoreLocked(f"store {self.url} is in use by {holder.strip()}; wait for it to finish or use another --store") from None
+            # The record names the holder only while that process lives: a run killed a moment
+            # ago leaves its record, and its workers hold the lock until they exit.
+            record = (self.read_text(LOCK_HOLDER) or "").strip()
+            words = record.split()  # dfprep run PID on HOST since TIME
+            named = len(words) == 7 and words[:2] == ["dfprep", "run"] and words[2].isdigit()
+            if named and words[4] == socket.gethostname():
+                try:
+                    os.kill(int(words[2]), 0)
+                except ProcessLookupError:
+                    named = False
+                except PermissionError:  # alive, another user's
+                    pass
+            holder = record if named else "another process"
+            raise StoreLocked(f"store {self.url} is in use by {holder}; wait for it to finish or use another --store") from None
         try:
             started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
             self.write_text(LOCK_HOLDER, f"dfprep run {os.getpid()} on {socket.gethostname()} since {started}\n")
             yield
         finally:
+            # Removed while still held: no other process writes a record before the release.
+            holder_path.unlink(missing_ok=True)
             lock.release()
 
 

@@ -7,6 +7,9 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,9 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
 ALLOWED_FAILURES = 3
 JOBQUEUE_CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 ADAPT_KEYS = ("minimum_jobs", "maximum_jobs")
+# Dashboards bind here unless --dashboard-address says otherwise: their pages list workers,
+# folders, logs and exceptions, for anyone who reaches the port.
+DASHBOARD_ADDRESS = "127.0.0.1:0"
 
 
 class SingleThreaded(WorkerPlugin):
@@ -89,6 +95,9 @@ def jobqueue_spec(kind: str, config_path: str | None) -> JobqueueSpec:
     if unknown:
         raise ConfigError(f"{source}: unknown {JOBQUEUE_CLUSTERS[kind]} option {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(_jobqueue_options(kind)))}")
+    if not isinstance(options.get("security", True), bool):
+        raise ConfigError(f"{source}: security: must be true (TLS with certificates made for the run) or false, "
+                          f"found {options['security']!r}")
     _require_submit_command(kind)
     return JobqueueSpec(kind, source, options, minimum, maximum)
 
@@ -117,9 +126,24 @@ def _jobqueue_options(kind: str) -> set[str]:
     return names - {"self", "job_cls", "loop", "asynchronous", "name", "scheduler", "config_name", "silence_logs", "scheduler_cls"}
 
 
-def jobqueue_cluster(spec: JobqueueSpec):
-    """The queue's cluster, scaling its jobs between the spec's bounds as work waits."""
+def dashboard_address(given: str | None, spec: JobqueueSpec | None) -> str:
+    """Where the scheduler's dashboard listens: --dashboard-address, else the cluster file's
+    `scheduler_options: {dashboard_address}`, else this machine only."""
+    configured = ((spec.options.get("scheduler_options") or {}) if spec else {}).get("dashboard_address")
+    return given or configured or DASHBOARD_ADDRESS
+
+
+@contextmanager
+def jobqueue_cluster(spec: JobqueueSpec, dashboard: str = DASHBOARD_ADDRESS) -> Iterator:
+    """The queue's cluster, scaling its jobs between the spec's bounds as work waits.
+
+    Anyone who reaches a plain-TCP scheduler can run code in this process, so the scheduler
+    speaks TLS with certificates made for the run (`security: false` turns that off), and it
+    listens on the one address the jobs are told to reach, never on every interface, unless
+    the file names a `host` or `interface`."""
+    import dask
     import dask_jobqueue
+    from distributed.utils import get_ip
 
     options = dict(spec.options)
     # One thread a worker process, as on the local cluster, unless the file says otherwise.
@@ -129,12 +153,42 @@ def jobqueue_cluster(spec: JobqueueSpec):
     options.setdefault("python", sys.executable)
     options["job_script_prologue"] = [f"export {name}={value}" for name, value in SINGLE_THREAD_ENV.items()] + list(
         options.get("job_script_prologue") or ())
-    options["scheduler_options"] = {"dashboard_address": ":0", **(options.get("scheduler_options") or {})}
-    try:
-        cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[spec.kind])(silence_logs=logging.ERROR, **options)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{spec.source}: not a valid {JOBQUEUE_CLUSTERS[spec.kind]} configuration "
-                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
-    cluster.adapt(minimum_jobs=spec.minimum_jobs, maximum_jobs=spec.maximum_jobs)
-    return cluster
+    scheduler_options = {**(options.get("scheduler_options") or {}), "dashboard_address": dashboard}
+    interface = options.get("interface") or dask.config.get(f"jobqueue.{spec.kind}.interface", None)
+    if not ({"host", "interface"} & set(scheduler_options) or interface):
+        scheduler_options["host"] = get_ip()
+    options["scheduler_options"] = scheduler_options
+    with ExitStack() as stack:
+        # dask-jobqueue would take `security: false` for a Security object and turn TLS on.
+        if options.pop("security", True):
+            folder = os.path.expanduser(os.path.expandvars(options.pop("shared_temp_directory", None) or dask.config.get(
+                f"jobqueue.{spec.kind}.shared-temp-directory", None) or "~"))
+            try:
+                private = stack.enter_context(tempfile.TemporaryDirectory(prefix=".dfprep-tls-", dir=folder))
+            except OSError as exc:
+                raise ConfigError(f"{spec.source}: shared_temp_directory {folder}: cannot write the workers' "
+                                  f"certificates there ({exc.strerror or exc})") from exc
+            options["security"] = _run_certificates(private)
+        try:
+            cluster = getattr(dask_jobqueue, JOBQUEUE_CLUSTERS[spec.kind])(silence_logs=logging.ERROR, **options)
+        except (TypeError, ValueError, KeyError, OSError) as exc:
+            raise ConfigError(f"{spec.source}: not a valid {JOBQUEUE_CLUSTERS[spec.kind]} configuration "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        with cluster:
+            cluster.adapt(minimum_jobs=spec.minimum_jobs, maximum_jobs=spec.maximum_jobs)
+            yield cluster
 
+
+def _run_certificates(folder: str):
+    """TLS for every role of the run from one certificate made now: the workers' key and
+    certificate written in `folder` (the caller's, removed at the end), which only this user
+    can enter and which the jobs' nodes must see (the home directory does on HPC systems)."""
+    from distributed.security import Security
+
+    security = Security.temporary()
+    for name in ("tls_ca_file", "tls_worker_cert", "tls_worker_key"):
+        path = Path(folder) / name.removeprefix("tls_")
+        path.touch(mode=0o600)
+        path.write_text(getattr(security, name))
+        setattr(security, name, str(path))
+    return security

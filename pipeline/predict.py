@@ -1,18 +1,21 @@
-"""`predict`: new video files through the stages `features` runs, in this process and with
-the profile of the store the detector was trained on, then scored by the detector."""
+"""`predict`: new video files through the stages `features` runs, with the profile of the
+store the detector was trained on and the limits of `features` (the profile's decode caps, a
+time limit a video, worker processes of bounded memory), then scored by the detector."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-
-import numpy as np
 from pathlib import Path
 
-from feature_store import video_key
+import numpy as np
+
+from feature_store import FeatureStore, video_key
 from feature_store.schema import UNLABELED
+from pipeline.limits import VIDEO_TIMEOUT_S
 from pipeline.process import ALL_STAGES, WorkItem, process_video
 from pipeline.profiles import Profile
 from pipeline.sources.base import VideoRecord
@@ -21,7 +24,6 @@ from trainer import checkpoint
 from trainer.dataset import StoreClipDataset
 from trainer.evaluate import pick_device, score
 from trainer.metrics import Scores, per_video
-
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Prediction:
     faces: list[float]
 
 
-def predict(checkpoint_path: str, videos: list[str], device: str = "auto") -> list[Prediction]:
+def predict(checkpoint_path: str, videos: list[str], device: str = "auto",
+            timeout_s: float | None = VIDEO_TIMEOUT_S) -> list[Prediction]:
     state = checkpoint.load(checkpoint_path)
     torch_device = pick_device(device)
     detector = checkpoint.detector_from(state).to(torch_device)
@@ -48,13 +51,7 @@ def predict(checkpoint_path: str, videos: list[str], device: str = "auto") -> li
     paths = list(dict.fromkeys(videos))
     with tempfile.TemporaryDirectory(prefix="dfprep-predict-") as tmp:
         store_url = str(Path(tmp) / "predict.zarr")
-        outcomes = {
-            path: process_video(
-                WorkItem(VideoRecord(path, path, UNLABELED, "predict", "predict"), video_key(path), ALL_STAGES, "predict"),
-                store_url, profile,
-            )
-            for path in paths
-        }
+        outcomes = _prepare(paths, store_url, profile, timeout_s)
         for outcome in outcomes.values():
             if outcome.store_error:
                 raise StoreError(f"predict's scratch store: {outcome.store_error}")
@@ -87,3 +84,24 @@ def _max_over_faces(scores: Scores, dataset: StoreClipDataset, rule: str, unit_t
         video, face = key.split("\0")
         faces.setdefault(video, []).append(p)  # np.unique sorted the keys: tracks in order
     return {video: max(values) for video, values in faces.items()}, faces
+
+
+def _prepare(paths: list[str], store_url: str, profile: Profile, timeout_s: float | None) -> dict:
+    """Each video through the stages into the store, as `features` runs them: in worker
+    processes that a video's time limit or memory ends without ending this one."""
+    from pipeline.run import local_client, task_failure
+
+    items = [WorkItem(VideoRecord(path, path, UNLABELED, "predict", "predict"), video_key(path), ALL_STAGES, "predict")
+             for path in paths]
+    # Made here, as `features` makes its store first: workers creating it side by side collide.
+    store = FeatureStore(store_url)
+    outcomes = {}
+    with local_client(profile, workers=min(len(items), os.cpu_count() or 1), dashboard=None) as client:
+        futures = client.map(process_video, items, store_url=store_url, profile=profile, timeout_s=timeout_s,
+                             key=[f"video-{item.key}" for item in items], pure=False)
+        for item, future in zip(items, futures):
+            try:
+                outcomes[item.record.path] = future.result()
+            except Exception as exc:  # noqa: BLE001 - the task failed, or every worker that ran it died
+                outcomes[item.record.path] = task_failure(item, store, profile, exc)
+    return outcomes

@@ -216,6 +216,7 @@ def _compute_all(item: WorkItem, profile: Profile, trace: Trace) -> tuple[dict[s
         clip_lengths=tuple(int(c) for c in np.bincount(decoded.clip_index)),
         video={**dataclasses.asdict(decoded.info), "frame_scale": decoded.frame_scale},
         thumbnail=thumbnail,
+        warnings=tuple(decoded.warnings),
         backends={"decode": f"pyav-{av.__version__}", "detector": f"dlib-{profile.faces.detector}" if face else None, "flow": flow_backend},
         counts=schema.Counts(frames=n, flows=n_flows, face_found=int(face.face_found.sum()) if face else 0, faces=len(tracks)),
     )

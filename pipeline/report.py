@@ -12,6 +12,7 @@ import numpy as np
 from feature_store import FeatureStore, manifest, video_key
 from feature_store.schema import FACE, FLOW, FRAMES, LABEL_NAMES, UNLABELED, IndexRow, Status, boxes_of
 from pipeline.sources.base import SPLITS
+from pipeline.terminal import printable
 from stages.errors import ConfigError, StoreError
 from viz.contact_sheet import contact_sheet
 
@@ -46,7 +47,7 @@ def status_text(rows: list[IndexRow]) -> str:
     failures = [row for row in rows if row.status is not Status.DONE]
     if failures:
         lines.append("not done:")
-        lines += [f"  {row.status:<8} {row.video_id}: {row.entry.error}" for row in failures]
+        lines += [f"  {row.status:<8} {printable(row.video_id)}: {printable(row.entry.error)}" for row in failures]
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +22,14 @@ from tqdm import tqdm
 from feature_store import FeatureStore, manifest
 from feature_store.schema import IndexRow, Status
 from pipeline import plan as planner
-from pipeline.cluster import ALLOWED_FAILURES, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded, jobqueue_cluster
+from pipeline.cluster import (ALLOWED_FAILURES, DASHBOARD_ADDRESS, SINGLE_THREAD_ENV, JobqueueSpec, SingleThreaded,
+                              dashboard_address, jobqueue_cluster)
+from pipeline.limits import VIDEO_TIMEOUT_S, WORKER_MEMORY
 from pipeline.process import VideoOutcome, WorkItem, base_entry, parent_of_forked_workers, process_video
 from pipeline.profiles import Profile
 from pipeline.sources import load_inventory
 from pipeline.sources.base import Inventory, SourceOptions
+from pipeline.terminal import printable
 from stages.errors import ConfigError, StoreError
 
 MANIFEST_EVERY_S = 30.0
@@ -44,8 +47,16 @@ class FeaturesRequest:
     limit: int | None = None
     force: bool = False
     retry_failed: bool = False
-    video_timeout_s: float | None = None
+    video_timeout_s: float | None = VIDEO_TIMEOUT_S
+    worker_memory: str = WORKER_MEMORY  # a size dask reads ("3GB"), or "0" for no limit
+    dashboard_address: str | None = None  # None: what a --cluster-config file says, else DASHBOARD_ADDRESS
     source_options: SourceOptions = SourceOptions()
+
+    def __post_init__(self):
+        try:
+            dask.utils.parse_bytes(self.worker_memory)
+        except (ValueError, TypeError):
+            raise ConfigError(f"--worker-memory {self.worker_memory}: not a size; e.g. 3GB, 2500MB, or 0 for no limit") from None
 
 
 @dataclass
@@ -72,7 +83,7 @@ class RunSummary:
         text = "\n".join(f"{name:<10}{count:>7}  {note}".rstrip() for name, count, note in lines)
         text += f"\n{'time':<10}{self.seconds:>6.1f}s"
         for video_id, error in self.failures[:20]:
-            text += f"\n  failed  {video_id}: {error}"
+            text += f"\n  failed  {printable(video_id)}: {printable(error)}"
         if len(self.failures) > 20:
             text += f"\n  ... and {len(self.failures) - 20} more (dfprep status)"
         return text
@@ -153,7 +164,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
     in a task (it could not write, or open the store) ends the run: it is raised here."""
     by_key = {item.key: item for item in work}
     last_manifest = time.monotonic()
-    with _client(request.workers, request.scheduler, request.cluster, request.profile) as client:
+    with _client(request) as client:
         client.register_plugin(SingleThreaded())
         if on_dashboard:
             on_dashboard(client.dashboard_link)
@@ -168,7 +179,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
                 try:
                     outcome = future.result()
                 except Exception as exc:  # noqa: BLE001 - the task itself failed, or its workers died
-                    outcome = _task_failure(item, store, request.profile, exc)
+                    outcome = task_failure(item, store, request.profile, exc)
                 future.release()
                 if outcome.store_error:
                     raise StoreError(outcome.store_error)
@@ -183,7 +194,7 @@ def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest
                 yield outcome
 
 
-def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
+def task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Exception) -> VideoOutcome:
     """Record a video whose task raised or whose worker process died on it more often than
     Dask's `allowed-failures` (a crash in native code, memory)."""
     if isinstance(exc, KilledWorker):
@@ -194,7 +205,8 @@ def _task_failure(item: WorkItem, store: FeatureStore, profile: Profile, exc: Ex
 
 
 @contextmanager
-def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec | None, profile: Profile):
+def _client(request: FeaturesRequest):
+    scheduler, jobqueue = request.scheduler, request.cluster
     if scheduler:
         # A running cluster keeps its own settings (allowed-failures among them): it may be shared.
         try:
@@ -204,9 +216,45 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         with client:
             yield client
         return
+    dashboard = dashboard_address(request.dashboard_address, jobqueue)
+    if jobqueue:
+        with dask.config.set(_cluster_settings(dashboard, fork=False)), jobqueue_cluster(jobqueue, dashboard) as cluster, \
+                Client(cluster) as client:
+            yield client
+        return
+    with local_client(request.profile, request.workers, request.worker_memory, dashboard) as client:
+        yield client
+
+
+@contextmanager
+def local_client(profile: Profile, workers: int | None = None, worker_memory: str = WORKER_MEMORY,
+                 dashboard: str | None = DASHBOARD_ADDRESS) -> Iterator[Client]:
+    """A client of a LocalCluster of single-threaded worker processes (one per core unless
+    `workers`), each restarted past `worker_memory`; `dashboard` None starts no dashboard."""
     # macOS's system libraries do not survive a fork, nor does torch's OpenMP pool once a
     # process has used it (a library user's process may have); OpenCV's is emptied below.
     fork = sys.platform.startswith("linux") and "torch" not in sys.modules
+    # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(dask.config.set(_cluster_settings(dashboard, fork)))
+        if fork:
+            stack.enter_context(parent_of_forked_workers(profile))
+        cluster = stack.enter_context(LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=worker_memory,
+            # A free port (runs side by side on one machine then do not warn about 8787), on
+            # this machine only unless asked.
+            dashboard_address=dashboard,
+            silence_logs=logging.ERROR,
+            env=SINGLE_THREAD_ENV,
+        ))
+        yield stack.enter_context(Client(cluster))
+
+
+def _cluster_settings(dashboard: str | None, fork: bool) -> dict:
+    """Dask's settings for the clusters dfprep starts."""
     settings = {
         # A worker holds only the task it runs, none queued behind it: a worker ended by a
         # video's time limit then counts against no other video's allowed failures.
@@ -225,22 +273,8 @@ def _client(workers: int | None, scheduler: str | None, jobqueue: JobqueueSpec |
         "distributed.admin.tick.interval": "1s",
         "distributed.admin.system-monitor.interval": "2s",
     }
-    # Kept for the cluster's lifetime: the nanny forks a replacement for a worker that died.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(dask.config.set(settings))
-        if jobqueue:
-            cluster = stack.enter_context(jobqueue_cluster(jobqueue))
-            yield stack.enter_context(Client(cluster))
-            return
-        if fork:
-            stack.enter_context(parent_of_forked_workers(profile))
-        cluster = stack.enter_context(LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            # Any free port: runs side by side on one machine then do not warn about 8787.
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            env=SINGLE_THREAD_ENV,
-        ))
-        yield stack.enter_context(Client(cluster))
+    dashboard_host = (dashboard or "").rpartition(":")[0]
+    if dashboard_host not in ("", "0.0.0.0", "[::]", "::"):
+        # The link printed names the address the dashboard listens on, not the scheduler's.
+        settings["distributed.dashboard.link"] = f"{{scheme}}://{dashboard_host}:{{port}}/status"
+    return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import mmap
 import os
@@ -13,10 +14,18 @@ import cv2
 import numpy as np
 
 from stages.config import StageConfig, check
-from stages.errors import Corrupt, NoVideoStream, Truncated, Unreadable
+from stages.errors import Corrupt, NoVideoStream, TooLarge, Truncated, Unreadable, UnsupportedFormat
 
 VERSION = 1
 _FULL_RANGE = 2  # AVCOL_RANGE_JPEG
+# The container formats datasets use, as FFmpeg names its demuxers. Any other demuxer may
+# open files the video names (an HLS playlist, a concat list, an image sequence), outside
+# the dataset's root; FFmpeg refuses those before reading past the file's first bytes.
+ALLOWED_FORMATS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "flv", "asf")
+ALLOWED_FORMATS_TEXT = "mp4/mov, matroska/webm, avi, mpeg-ts, flv, asf"
+# Frames a profile may keep of one video, all clips together: the buffer of sampled frames
+# is this many times a frame of up to max_side pixels.
+MAX_SAMPLED_FRAMES = 1024
 
 
 @dataclass(frozen=True)
@@ -29,10 +38,13 @@ class SamplingConfig(StageConfig):
     step: int = 1
 
     def __post_init__(self):
-        check(self.clips >= 1, "sampling.clips", self.clips, "must be >= 1")
-        check(self.clip_length >= 1, "sampling.clip_length", self.clip_length, "must be >= 1")
-        check(self.step >= 0, "sampling.step", self.step, "must be >= 0 (0 spreads one clip over the video)")
+        check(1 <= self.clips <= 256, "sampling.clips", self.clips, "allowed: 1 to 256")
+        check(1 <= self.clip_length <= MAX_SAMPLED_FRAMES, "sampling.clip_length", self.clip_length,
+              f"allowed: 1 to {MAX_SAMPLED_FRAMES}")
+        check(0 <= self.step <= 10_000, "sampling.step", self.step, "allowed: 0 to 10000 (0 spreads one clip over the video)")
         check(self.step > 0 or self.clips == 1, "sampling.clips", self.clips, "must be 1 when sampling.step is 0")
+        check(self.clips * self.clip_length <= MAX_SAMPLED_FRAMES, "sampling.clips", self.clips,
+              f"clips x clip_length ({self.clips} x {self.clip_length}) must be at most {MAX_SAMPLED_FRAMES} frames")
 
 
 @dataclass(frozen=True)
@@ -45,12 +57,22 @@ class DecodeConfig(StageConfig):
     # 250, and decoding forward is cheaper than a seek that lands on the same keyframe.
     seek_min_gap: int = 250
     threads: int = 1
+    # Videos refused at probe, before their frames are decoded: frames over this many pixels
+    # (4096x4096 holds DCI 4K; three PNG frames of 8192x8192, a 650 KB file, took 8.4 s and
+    # 512 MB to decode), and videos whose frames as RGB add up to more than this many bytes
+    # (64 GiB: six minutes of 1080p at 30 fps, 90 s of 4K).
+    max_frame_pixels: int = 4096 * 4096
+    max_decoded_bytes: int = 64 * 2**30
 
     def __post_init__(self):
-        check(self.max_side >= 16, "decode.max_side", self.max_side, "must be >= 16")
+        check(16 <= self.max_side <= 8192, "decode.max_side", self.max_side, "allowed: 16 to 8192")
         check(self.seek in ("auto", "always", "never"), "decode.seek", self.seek, "allowed: auto, always, never")
-        check(self.seek_min_gap >= 1, "decode.seek_min_gap", self.seek_min_gap, "must be >= 1")
-        check(self.threads >= 0, "decode.threads", self.threads, "must be >= 0 (0 lets FFmpeg choose)")
+        check(1 <= self.seek_min_gap <= 100_000, "decode.seek_min_gap", self.seek_min_gap, "allowed: 1 to 100000")
+        check(0 <= self.threads <= 64, "decode.threads", self.threads, "allowed: 0 to 64 (0 lets FFmpeg choose)")
+        check(1 <= self.max_frame_pixels <= 2**28, "decode.max_frame_pixels", self.max_frame_pixels,
+              f"allowed: 1 to {2**28} (16384x16384)")
+        check(1 <= self.max_decoded_bytes <= 2**40, "decode.max_decoded_bytes", self.max_decoded_bytes,
+              f"allowed: 1 to {2**40} (1 TiB)")
 
 
 @dataclass(frozen=True)
@@ -75,7 +97,8 @@ class DecodedFrames:
     clip_index: np.ndarray
     timestamps_s: np.ndarray
     frame_scale: float
-    info: VideoInfo
+    info: VideoInfo  # n_frames: the frames the stream holds, whatever its header said
+    warnings: tuple[str, ...] = ()  # what was odd about the file, though it decoded
 
 
 def sample_clips(n_frames: int, config: SamplingConfig) -> list[np.ndarray]:
@@ -96,16 +119,21 @@ def sample_clips(n_frames: int, config: SamplingConfig) -> list[np.ndarray]:
     return [np.arange(s, s + span, config.step, dtype=np.int64) for s in starts]
 
 
-def probe(path: str | Path) -> VideoInfo:
-    with _open(path) as container:
-        stream = _video_stream(container)
+def probe(path: str | Path, config: DecodeConfig = DecodeConfig()) -> VideoInfo:
+    """The video's size, rate and frame count, read from its header and first frame. A video
+    beyond `config`'s limits is refused here, before its frames are decoded."""
+    with _open(path, config) as container:
+        stream = _video_stream(container, config)
         n_frames = stream.frames or _count_packets(container, stream)
+        # The header's size, where FFmpeg could read one within the pixel limit (0 otherwise).
+        _check_size(stream.codec_context.width, stream.codec_context.height, n_frames, config)
         try:
             first = next(container.decode(stream), None)
         except av.error.FFmpegError as exc:
-            raise Unreadable(f"cannot decode the first frame: {_message(exc)}") from exc
+            raise _decoding_error(exc, -1, config) from exc
         if first is None:
             raise Unreadable("no decodable frame")
+        _check_size(first.width, first.height, n_frames, config)
         rotation = int(round(first.rotation)) % 360
         width, height = first.width, first.height
         if rotation in (90, 270):
@@ -115,46 +143,59 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def decode_clips(path: str | Path, sampling: SamplingConfig, config: DecodeConfig) -> DecodedFrames:
-    """Read the frames `sampling` asks for. A video holding clearly fewer frames than its
-    container lists is truncated."""
-    info = probe(path)
-    n_frames = info.n_frames
+    """Read the frames `sampling` asks for. A stream that ends cleanly before the frame count
+    its container lists (AVI headers often over-count) is sampled from the frames it holds,
+    with a warning; one cut inside a packet is truncated, one that fails to decode corrupt."""
+    info = probe(path, config)
+    n_frames, warnings = info.n_frames, ()
     while True:
         clips = sample_clips(n_frames, sampling)
         wanted = np.concatenate(clips)
-        frames, timestamps, last_index = _read(path, wanted, config, info)
-        if len(frames) < len(wanted) and config.seek != "never":
+        read = _read(path, wanted, config, info)
+        if len(read.frames) < len(wanted) and config.seek != "never":
             # A seek can land past a wanted frame in odd files; plain decoding is always exact.
-            exact = DecodeConfig(config.max_side, "never", config.seek_min_gap, config.threads)
-            frames, timestamps, last_index = _read(path, wanted, exact, info)
-        if len(frames) == len(wanted):
+            read = _read(path, wanted, dataclasses.replace(config, seek="never"), info)
+        if len(read.frames) == len(wanted):
             break
-        decoded = last_index + 1
-        # Frame counts from headers can be a frame or two high; more than that is damage.
-        if decoded == 0 or decoded < 0.98 * n_frames - 2 or n_frames != info.n_frames:
-            raise Truncated(f"decoded {decoded} of {info.n_frames} frames the container lists")
+        decoded = read.last_index + 1
+        if read.cut or decoded == 0 or n_frames != info.n_frames:
+            where = "; the stream ends inside a packet" if read.cut else ""
+            raise Truncated(f"decoded {decoded} of {info.n_frames} frames the container lists{where}")
         n_frames = decoded
+        warnings = (f"the container lists {info.n_frames} frames, its stream holds {decoded}",)
     clip_index = np.concatenate([np.full(len(c), i, np.int32) for i, c in enumerate(clips)])
     return DecodedFrames(
-        frames_thw3=frames,
+        frames_thw3=read.frames,
         frame_index=wanted,
         clip_index=clip_index,
-        timestamps_s=timestamps,
+        timestamps_s=read.timestamps_s,
         frame_scale=_frame_scale(info, config),
-        info=info,
+        info=dataclasses.replace(info, n_frames=n_frames),
+        warnings=warnings,
     )
 
 
 def read_frames(path: str | Path, frame_index: np.ndarray, config: DecodeConfig) -> np.ndarray:
     """Frames at the given sorted, unique source indices: uint8 (T, H, W, 3)."""
-    info = probe(path)
-    frames, _, last_index = _read(path, np.asarray(frame_index, np.int64), config, info)
-    if len(frames) < len(frame_index):
-        raise Truncated(f"asked for frame {int(frame_index[-1])}, the video ends at {last_index}")
-    return frames
+    info = probe(path, config)
+    read = _read(path, np.asarray(frame_index, np.int64), config, info)
+    if len(read.frames) < len(frame_index):
+        raise Truncated(f"asked for frame {int(frame_index[-1])}, the video ends at {read.last_index}")
+    return read.frames
 
 
-def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
+@dataclass(frozen=True)
+class _Read:
+    """What one pass over a video found: the wanted frames it reached, their times, the last
+    frame position decoded, and whether the stream ended inside a packet."""
+
+    frames: np.ndarray
+    timestamps_s: np.ndarray
+    last_index: int
+    cut: bool = False
+
+
+def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo) -> _Read:
     gaps = np.diff(wanted, prepend=-1)
     if not any(_should_seek(config, gap) for gap in gaps):
         skipping = _read_skipping(path, wanted, config, info)
@@ -165,26 +206,26 @@ def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
     frames: np.ndarray | None = None  # allocated at the first kept frame, filled in place
     timestamps: list = []
     position = -1
-    with _open(path) as container:
-        stream = _video_stream(container)
+    cut = [False]
+    with _open(path, config) as container:
+        stream = _video_stream(container, config)
         stream.thread_count = config.threads
         time_base, start = stream.time_base, info.start_pts
-        decoder = container.decode(stream)
+        decoder = _decode(container, stream, cut)
         after_seek = False
         for target in wanted:
             if _should_seek(config, target - position):
                 container.seek(start + int(target / info.fps / time_base), stream=stream, backward=True)
-                decoder = container.decode(stream)
+                decoder = _decode(container, stream, cut)
                 after_seek = True
             while position < target:
                 try:
                     frame = next(decoder, None)
                 except av.error.FFmpegError as exc:
-                    if position < 0:
-                        raise Unreadable(f"decoding failed: {_message(exc)}") from exc
-                    raise Corrupt(f"decoding failed after frame {position}: {_message(exc)}") from exc
+                    raise _decoding_error(exc, position, config) from exc
                 if frame is None:
-                    return _kept(frames, len(timestamps)), timestamps, position
+                    return _Read(_kept(frames, len(timestamps)), _timestamps(timestamps, wanted[: len(timestamps)], info.fps),
+                                 position, cut[0])
                 if after_seek and frame.pts is not None:
                     # Only the keyframe a seek lands on is placed by its timestamp; counting
                     # from there stays exact where timestamps are not (AVI with B-frames).
@@ -198,18 +239,27 @@ def _read(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
                     frames = _frames_buffer((len(wanted), *rgb.shape))
                     frames[0] = rgb
                 timestamps.append(frame.time)
-    return _kept(frames, len(timestamps)), _timestamps(timestamps, wanted[: len(timestamps)], info.fps), position
+    return _Read(_kept(frames, len(timestamps)), _timestamps(timestamps, wanted[: len(timestamps)], info.fps), position, cut[0])
 
 
-def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo):
+def _decode(container, stream, cut: list[bool]):
+    """The stream's frames, as `container.decode` gives them, noting in `cut[0]` a packet
+    that ends short of its size: the file stops inside it."""
+    for packet in container.demux(stream):
+        if packet.is_corrupt:
+            cut[0] = True
+        yield from packet.decode()
+
+
+def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoInfo) -> _Read | None:
     """One pass over the video that leaves undecoded the frames no other frame refers to and
     none of `wanted` is (about half of an x264 stream's frames: its B-frames). Frames are
     placed by their timestamps' rank, taken from the packets beforehand, which is exact for
     constant and variable frame rates alike. None where that cannot be done exactly (timestamps
     missing or repeated, as in AVI with packed B-frames; a decoding error; a wanted frame
     missing): `_read` then decodes frame by frame, and reports what went wrong."""
-    with _open(path) as container:
-        stream = _video_stream(container)
+    with _open(path, config) as container:
+        stream = _video_stream(container, config)
         stamps = [packet.pts for packet in container.demux(stream) if packet.size]
     if not stamps or None in stamps or len(set(stamps)) != len(stamps):
         return None
@@ -220,8 +270,8 @@ def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoIn
     timestamps: list = [None] * len(wanted)
     filled = np.zeros(len(wanted), bool)
     try:
-        with _open(path) as container:
-            stream = _video_stream(container)
+        with _open(path, config) as container:
+            stream = _video_stream(container, config)
             stream.thread_count = config.threads
             codec = stream.codec_context
             for packet in container.demux(stream):
@@ -245,7 +295,7 @@ def _read_skipping(path, wanted: np.ndarray, config: DecodeConfig, info: VideoIn
         return None
     if not filled.all():
         return None
-    return frames, _timestamps(timestamps, wanted, info.fps), int(wanted[-1])
+    return _Read(frames, _timestamps(timestamps, wanted, info.fps), int(wanted[-1]))
 
 
 def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
@@ -310,13 +360,19 @@ def _frame_scale(info: VideoInfo, config: DecodeConfig) -> float:
     return min(1.0, config.max_side / max(info.width, info.height))
 
 
-def _open(path):
+def _open(path, config: DecodeConfig):
     path = Path(path)
     # A FIFO or a device is opened like any file: it ends with a status, or hits the time limit.
     if not path.exists():
         raise Unreadable(f"broken link to {os.readlink(path)}" if path.is_symlink() else "no such file")
     try:
-        return av.open(str(path))
+        # An absolute path is never read as a protocol ("concat:...", "subfile:..."), and
+        # the whitelists keep FFmpeg to this one local file in a dataset's formats. Streams'
+        # first frames over the pixel limit are not decoded to learn their size.
+        return av.open(str(path.absolute()), container_options={"format_whitelist": ",".join(ALLOWED_FORMATS), "protocol_whitelist": "file"},
+                       options={"max_pixels": _ffmpeg_max_pixels(config)})
+    except av.error.ArgumentError as exc:
+        raise UnsupportedFormat(f"not a container format datasets use ({ALLOWED_FORMATS_TEXT})") from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise Unreadable("empty file" if path.stat().st_size == 0 else _message(exc)) from exc
 
@@ -326,11 +382,38 @@ def _message(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def _video_stream(container) -> av.video.stream.VideoStream:
+def _video_stream(container, config: DecodeConfig) -> av.video.stream.VideoStream:
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise NoVideoStream(f"streams found: {', '.join(kinds)}")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    # The decoder refuses any frame far over the limit, however late in the stream it comes.
+    stream.codec_context.options = {"max_pixels": _ffmpeg_max_pixels(config)}
+    return stream
+
+
+def _ffmpeg_max_pixels(config: DecodeConfig) -> str:
+    # FFmpeg counts a frame's rows padded for alignment (a 96x64 H.264 frame fails its limit
+    # of 6144): twice the limit leaves room, and `_check_size` on the frame's size is exact.
+    return str(2 * config.max_frame_pixels)
+
+
+def _check_size(width: int, height: int, n_frames: int, config: DecodeConfig) -> None:
+    if width * height > config.max_frame_pixels:
+        raise TooLarge(f"{width}x{height} frames, over decode.max_frame_pixels={config.max_frame_pixels}")
+    if n_frames * width * height * 3 > config.max_decoded_bytes:
+        raise TooLarge(f"{n_frames} frames of {width}x{height} are {n_frames * width * height * 3 / 2**30:.1f} GiB as RGB, "
+                       f"over decode.max_decoded_bytes={config.max_decoded_bytes}")
+
+
+def _decoding_error(exc: av.error.FFmpegError, position: int, config: DecodeConfig) -> Exception:
+    """The error a decoder's failure after frame `position` (-1: none yet) is recorded as.
+    Decoders refuse a frame over the pixel limit with EINVAL, damaged data with EINVALIDDATA."""
+    if isinstance(exc, av.error.ArgumentError):
+        return TooLarge(f"a frame over decode.max_frame_pixels={config.max_frame_pixels} pixels")
+    if position < 0:
+        return Unreadable(f"cannot decode the first frame: {_message(exc)}")
+    return Corrupt(f"decoding failed after frame {position}: {_message(exc)}")
 
 
 def _count_packets(container, stream) -> int:

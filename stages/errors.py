@@ -27,6 +27,19 @@ class Truncated(VideoError):
     reason = "truncated"
 
 
+class TooLarge(VideoError):
+    """Frames or a whole video beyond the decode limits, refused before decoding them."""
+
+    reason = "too large"
+
+
+class UnsupportedFormat(VideoError):
+    """A container format outside the allow-list: other demuxers (playlists, concat lists)
+    would open files the video names."""
+
+    reason = "unsupported format"
+
+
 class Corrupt(VideoError):
     """Decoding failed part-way through: damaged data inside the stream."""
 

@@ -54,11 +54,11 @@ class FacesConfig(StageConfig):
 
     def __post_init__(self):
         check(self.detector in ("hog", "cnn"), "faces.detector", self.detector, "allowed: hog, cnn")
-        check(self.detect_width >= 64, "faces.detect_width", self.detect_width, "must be >= 64")
+        check(64 <= self.detect_width <= 4096, "faces.detect_width", self.detect_width, "allowed: 64 to 4096")
         check(0 <= self.upsample <= 3, "faces.upsample", self.upsample, "allowed: 0 to 3")
-        check(self.detect_interval >= 1, "faces.detect_interval", self.detect_interval, "must be >= 1")
-        check(self.smooth_sigma >= 0, "faces.smooth_sigma", self.smooth_sigma, "must be >= 0")
-        check(self.max_faces >= 0, "faces.max_faces", self.max_faces, "must be >= 0 (0: no limit)")
+        check(1 <= self.detect_interval <= 1000, "faces.detect_interval", self.detect_interval, "allowed: 1 to 1000")
+        check(0 <= self.smooth_sigma <= 100, "faces.smooth_sigma", self.smooth_sigma, "allowed: 0 to 100")
+        check(0 <= self.max_faces <= 64, "faces.max_faces", self.max_faces, "allowed: 0 (no limit) to 64")
         check(0 <= self.min_presence <= 1, "faces.min_presence", self.min_presence, "allowed: 0 to 1 (a share of the searched frames)")
 
 
@@ -70,9 +70,10 @@ class CropConfig(StageConfig):
 
     def __post_init__(self):
         check(self.mode in CROP_MODES, "crop.mode", self.mode, f"allowed: {', '.join(CROP_MODES)}")
-        check(len(self.size) == 2 and min(self.size) >= 8, "crop.size", self.size, "must be (height, width), each >= 8")
+        check(len(self.size) == 2 and 8 <= min(self.size) and max(self.size) <= 1024, "crop.size", self.size,
+              "must be (height, width), each 8 to 1024")
         check(self.mode == "frame" or self.size[0] == self.size[1], "crop.size", self.size, f"must be square for {self.mode} crops")
-        check(self.margin >= 1.0, "crop.margin", self.margin, "must be >= 1.0")
+        check(1.0 <= self.margin <= 4.0, "crop.margin", self.margin, "allowed: 1.0 to 4.0")
 
     @property
     def needs_face(self) -> bool:

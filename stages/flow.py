@@ -29,11 +29,13 @@ class FlowConfig(StageConfig):
 
     def __post_init__(self):
         check(0 < self.pyr_scale < 1, "flow.pyr_scale", self.pyr_scale, "must be in (0, 1)")
-        check(self.levels >= 1, "flow.levels", self.levels, "must be >= 1")
-        check(self.winsize >= 3, "flow.winsize", self.winsize, "must be >= 3")
-        check(self.iterations >= 1, "flow.iterations", self.iterations, "must be >= 1")
+        check(1 <= self.levels <= 10, "flow.levels", self.levels, "allowed: 1 to 10")
+        check(3 <= self.winsize <= 101, "flow.winsize", self.winsize, "allowed: 3 to 101")
+        check(1 <= self.iterations <= 100, "flow.iterations", self.iterations, "allowed: 1 to 100")
         check(self.poly_n in (5, 7), "flow.poly_n", self.poly_n, "allowed: 5, 7")
-        check(self.poly_sigma > 0, "flow.poly_sigma", self.poly_sigma, "must be > 0")
+        check(0 < self.poly_sigma <= 10, "flow.poly_sigma", self.poly_sigma, "allowed: over 0, up to 10")
+        check(self.flags in (0, cv2.OPTFLOW_FARNEBACK_GAUSSIAN), "flow.flags", self.flags,
+              f"allowed: 0, {cv2.OPTFLOW_FARNEBACK_GAUSSIAN} (OPTFLOW_FARNEBACK_GAUSSIAN)")
         check(self.dtype in ("float16", "float32"), "flow.dtype", self.dtype, "allowed: float16, float32")
         check(self.backend in BACKENDS, "flow.backend", self.backend, f"allowed: {', '.join(BACKENDS)}")
 

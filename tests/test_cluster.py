@@ -163,6 +163,9 @@ def _kill_workers_running(address: str, key_prefix: str, run: subprocess.Popen, 
     (["--cluster", "sge", "--cluster-config", "{adapt}"], "adapt: needs whole numbers 0 <= minimum_jobs <= maximum_jobs"),
     (["--cluster", "lsf"], "Invalid value for '--cluster': 'lsf' is not one of 'slurm', 'pbs', 'sge'"),
     (["--cluster", "sge", "--cluster-config", "{good}"], "--cluster sge: qsub not found on PATH; run dfprep where jobs can be submitted"),
+    (["--cluster", "slurm", "--cluster-config", "{security}"], "security: must be true (TLS with certificates made for the run) or false, found 'maybe'"),
+    (["--dashboard-address", "127.0.0.1:8787", "--scheduler", "tcp://127.0.0.1:1"], "--dashboard-address: a running cluster (tcp://127.0.0.1:1) keeps its own"),
+    (["--worker-memory", "lots"], "--worker-memory lots: not a size; e.g. 3GB, 2500MB, or 0 for no limit"),
 ])
 def test_cluster_options_that_make_no_sense_are_one_line_and_exit_2(tmp_path, monkeypatch, options, message):
     # No queue's commands: a machine that cannot submit jobs.
@@ -170,7 +173,9 @@ def test_cluster_options_that_make_no_sense_are_one_line_and_exit_2(tmp_path, mo
     (tmp_path / "good.yaml").write_text("cores: 4\nmemory: 8GB\n")
     (tmp_path / "bad.yaml").write_text("cores: 4\nwallclock: '01:00:00'\n")
     (tmp_path / "adapt.yaml").write_text("cores: 4\nadapt: {minimum_jobs: 3, maximum_jobs: 2}\n")
-    options = [option.format(cfg=tmp_path / "bad.yaml", adapt=tmp_path / "adapt.yaml", good=tmp_path / "good.yaml") for option in options]
+    (tmp_path / "security.yaml").write_text("cores: 4\nsecurity: maybe\n")
+    options = [option.format(cfg=tmp_path / "bad.yaml", adapt=tmp_path / "adapt.yaml", good=tmp_path / "good.yaml",
+                             security=tmp_path / "security.yaml") for option in options]
     result = run_cli("features", "--dataset", "folder", "--root", str(tmp_path / "none"), "--store", str(tmp_path / "s.zarr"), *options)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
@@ -196,3 +201,74 @@ def test_jobqueue_jobs_start_single_threaded_workers_of_this_interpreter(tmp_pat
     assert lines[lines.index(exports[0]): lines.index(exports[0]) + len(exports) + 1] == [*exports, "module load ffmpeg"]
     assert f"{sys.executable} -m distributed.cli.dask_worker" in script
     assert "--nthreads 1 " in script and "--nworkers 4 " in script
+
+
+def _listening(pids) -> set[tuple[str, int]]:
+    """(ip, port) of every listening TCP socket of these processes, as the kernel reports them."""
+    return {(conn.laddr.ip, conn.laddr.port) for pid in pids for conn in psutil.Process(pid).net_connections("inet")
+            if conn.status == psutil.CONN_LISTEN}
+
+
+WILDCARDS = ("0.0.0.0", "::")
+
+
+@pytest.mark.parametrize("security", ["", "security: false\n"])
+def test_jobqueue_scheduler_speaks_tls_on_one_address_with_its_dashboard_on_localhost(tmp_path, monkeypatch, security):
+    from pipeline.cluster import jobqueue_cluster, jobqueue_spec
+
+    (tmp_path / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "slurm.yaml").write_text("cores: 2\nmemory: 4GB\n" + security)
+    # Sockets of this test process from before (other tests' clusters) are not the cluster's.
+    before = _listening([os.getpid()])
+    with jobqueue_cluster(jobqueue_spec("slurm", str(tmp_path / "slurm.yaml"))) as cluster:
+        listening = _listening([os.getpid()]) - before
+        scheme, _, host_port = cluster.scheduler_address.partition("://")
+        host, port = host_port.rsplit(":", 1)
+        dashboard_port = cluster.scheduler.http_server.port
+        script = cluster.job_script()
+        certificates = list((tmp_path / "home").glob(".dfprep-tls-*"))
+        with Client(cluster, timeout="20s") as client:
+            assert client.scheduler_info()["address"] == cluster.scheduler_address
+    assert (host, int(port)) in listening and ("127.0.0.1", dashboard_port) in listening, listening
+    assert not [address for address in listening if address[0] in WILDCARDS], listening
+    if security:
+        assert scheme == "tcp" and not certificates and "--tls-key" not in script
+        return
+    assert scheme == "tls"
+    # The workers' key is in a folder of the user's home only they can enter, gone at the end.
+    [folder] = certificates
+    assert f"--tls-key {folder}/" in script and "--protocol tls://" in script
+    assert not folder.exists()
+
+
+def test_local_cluster_dashboard_listens_on_localhost_and_workers_have_a_memory_limit(tiny_video, tmp_path):
+    from distributed import get_client
+
+    from pipeline.profiles import get_profile
+    from pipeline.run import FeaturesRequest, build_features
+
+    for name in ("real", "fake"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        os.link(tiny_video, tmp_path / "root" / name / "v.mp4")
+    seen = {}
+
+    # Sockets and processes from before (other tests' clusters) are not the run's.
+    before, other_processes = _listening([os.getpid()]), set(psutil.Process().children(recursive=True))
+
+    def on_dashboard(link: str) -> None:
+        workers = get_client().scheduler_info()["workers"]
+        processes = [os.getpid(), *(child.pid for child in set(psutil.Process().children(recursive=True)) - other_processes)]
+        seen.update(link=link, memory=[w["memory_limit"] for w in workers.values()], listening=_listening(processes) - before)
+
+    request = FeaturesRequest("folder", str(tmp_path / "root"), str(tmp_path / "store.zarr"),
+                              get_profile("default", ["crop.mode=frame", "crop.size=16x16"]), workers=2)
+    build_features(request, progress=False, on_dashboard=on_dashboard)
+    port = int(seen["link"].split(":")[-1].split("/")[0])
+    assert seen["link"] == f"http://127.0.0.1:{port}/status"
+    assert ("127.0.0.1", port) in seen["listening"]
+    assert not [address for address in seen["listening"] if address[0] in WILDCARDS], seen["listening"]
+    assert seen["memory"] == [3_000_000_000] * 2

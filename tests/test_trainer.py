@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import time
 
 import cv2
 import numpy as np
@@ -118,6 +120,22 @@ def test_predict_names_a_video_it_cannot_score(trained_ofcnn, tmp_path, capsys):
     main(["predict", "--checkpoint", str(trained_ofcnn.out / "best.pt"), str(tmp_path / "gone.mp4")])
     line = capsys.readouterr().out.strip()
     assert line.startswith("-") and "failed" in line and "gone.mp4" in line
+
+
+def test_predict_applies_the_limits_of_features(trained_ofcnn, tmp_path):
+    """A video over the decode limits is refused, one that hangs its decoder is given up on
+    after the time limit, and predict goes on to the others."""
+    from pipeline.predict import predict
+    from test_decode_limits import _huge_png_video
+
+    huge = _huge_png_video(tmp_path / "huge.mov")
+    # A FIFO nobody writes to: opening it blocks inside FFmpeg, in C, for ever.
+    os.mkfifo(tmp_path / "stuck.mp4")
+    started = time.monotonic()
+    huge_result, stuck = predict(str(trained_ofcnn.out / "best.pt"), [str(huge), str(tmp_path / "stuck.mp4")], timeout_s=3)
+    assert (huge_result.status, huge_result.error.split(":")[0], huge_result.p_fake) == ("failed", "too large", None)
+    assert (stuck.status, stuck.error, stuck.p_fake) == ("failed", "timeout: decode still running after 3 s", None)
+    assert time.monotonic() - started < 60
 
 
 def train_meso4(store, out, epochs, resume=False, seed=0):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from feature_store.schema import LABEL_NAMES, UNLABELED
+from pipeline.terminal import printable
 from stages.config import check
 from stages.errors import ConfigError
 
@@ -69,17 +70,17 @@ class Inventory:
         method, as aligned text."""
         counts = Counter((record.split, record.label) for record in self.records)
         splits = list(SPLITS) + sorted({split for split, _ in counts} - set(SPLITS))
-        datasets = ", ".join(sorted({record.dataset for record in self.records}))
+        datasets = ", ".join(sorted({printable(record.dataset) for record in self.records}))
         labels = [0, 1] + ([UNLABELED] if any(label == UNLABELED for _, label in counts) else [])
         widths = [max(8, len(LABEL_NAMES[label]) + 1) for label in labels]
         rows = [(split, [counts[split, label] for label in labels]) for split in splits]
         rows.append(("all", [sum(column) for column in zip(*(numbers for _, numbers in rows))]))
         lines = [f"{datasets}: {len(self.records)} videos",
                  f"{'split':<8}" + "".join(f"{LABEL_NAMES[label]:>{width}}" for label, width in zip(labels, widths)) + f"{'total':>8}"]
-        lines += [f"{split:<8}" + "".join(f"{n:>{width}}" for n, width in zip(numbers, widths)) + f"{sum(numbers):>8}" for split, numbers in rows]
+        lines += [f"{printable(split):<8}" + "".join(f"{n:>{width}}" for n, width in zip(numbers, widths)) + f"{sum(numbers):>8}" for split, numbers in rows]
         methods = Counter(record.extra["method"] for record in self.records if record.label == 1 and record.extra.get("method"))
         if methods:
-            lines.append("fakes by method: " + ", ".join(f"{method} {n}" for method, n in sorted(methods.items())))
+            lines.append("fakes by method: " + ", ".join(f"{printable(method)} {n}" for method, n in sorted(methods.items())))
         return "\n".join(lines + list(self.notes))
 
 
