@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+import statistics
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from feature_store import FeatureStore  # noqa: E402
 
 START, END = "<!-- make bench: start -->", "<!-- make bench: end -->"
+RUNS_START, RUNS_END = "<!-- make bench runs: start -->", "<!-- make bench runs: end -->"
+RUN_COLUMNS = ("run", "commit", "deepfakebench vs baseline", "default vs baseline", "default wall / bare stages",
+               "loader crops/s", "loader store / PNG", "crop bytes store / PNG")
 STAGES = ("fingerprint", "decode", "faces", "crop", "flow", "write")
 
 
@@ -34,6 +38,33 @@ def write(summary: dict, markdown: Path, chart: Path) -> None:
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     markdown.write_text(text)
+    _record_run(summary, markdown)
+
+
+def _record_run(s: dict, markdown: Path) -> None:
+    """Every run's headline figures in one table, and their medians over the last three runs:
+    a point that holds on one good run of this shared machine only does not hold."""
+    runs, frames = s["runs"], s["source_frames"]
+    rates = {name: _rates(run, frames) for name, run in runs.items()}
+    base, dfb, default = (rates[k] for k in ("baseline", "dfprep_deepfakebench", "dfprep_default"))
+    store_bytes, store_crops = s["store_frames_bytes"]
+    figures = [s["started"], s["commit"], base["wall"] / dfb["wall"], base["wall"] / default["wall"],
+               default["wall"] / (sum(s["bare_s"].values()) / s["workers"]), s["loader"]["store"], s["loader"]["ratio"],
+               (store_bytes / store_crops) / (s["png_bytes"] / s["png_count"])]
+    text = markdown.read_text()
+    rows = []
+    if RUNS_START in text:
+        block = text.split(RUNS_START)[1].split(RUNS_END)[0]
+        rows = [line for line in block.splitlines() if line.startswith("| 20")]
+    rows.append("| " + " | ".join([figures[0], figures[1], *(f"{value:.2f}" for value in figures[2:])]) + " |")
+    recent = [[float(cell) for cell in row.strip("| ").split(" | ")[2:]] for row in rows[-3:]]
+    medians = [statistics.median(column) for column in zip(*recent)]
+    section = (f"## `make bench`, run by run\n\nEach `make bench` adds its line; the last line is the median of the last "
+               f"{len(recent)} runs. Targets: deepfakebench >= 8x, default >= 2.5x, default wall <= 1.3x the bare stages, "
+               "loader >= 3000 crops/s and >= 4x PNG, crop bytes <= PNG.\n\n"
+               f"| {' | '.join(RUN_COLUMNS)} |\n|{' --- |' * len(RUN_COLUMNS)}\n" + "\n".join(rows) + "\n"
+               f"| median of the last {len(recent)} | | " + " | ".join(f"{value:.2f}" for value in medians) + " |\n")
+    write_section(markdown, RUNS_START, RUNS_END, section)
 
 
 def write_section(markdown: Path, start: str, end: str, section: str) -> None:
