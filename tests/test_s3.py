@@ -97,3 +97,26 @@ def test_a_half_write_on_s3_is_refused_by_readers(s3_endpoint, monkeypatch):
         reader.open_video("k")
     with pytest.raises(StoreError, match="rewritten after the index was read"):
         reader.open_video("k", row.generation)
+
+
+def test_a_second_run_on_an_s3_store_is_refused_while_the_first_holds_its_lease(s3_endpoint, face_corpus, tmp_path, monkeypatch):
+    import s3fs
+
+    from feature_store import FeatureStore
+
+    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem(skip_instance_cache=True).mkdir("dfprep-lease")
+    url = "s3://dfprep-lease/store.zarr"
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    shutil.copy2(face_corpus / "real" / "v00.mp4", root / "real" / "v00.mp4")
+    args = ["features", "--dataset", "folder", "--root", str(root), "--store", url, *set_options(CHEAP), "--workers", "1"]
+    with FeatureStore(url).lock():
+        refused = run_cli(*args)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert f"store {url} is in use by dfprep run " in refused.stderr and "its lease expires at" in refused.stderr
+    allowed = run_cli(*args)
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert {row["status"] for row in status_by_id(url).values()} == {"done"}
