@@ -96,7 +96,7 @@ def _prepare(paths: list[str], store_url: str, profile: Profile, timeout_s: floa
     # Made here, as `features` makes its store first: workers creating it side by side collide.
     store = FeatureStore(store_url)
     outcomes = {}
-    with local_client(profile, workers=min(len(items), os.cpu_count() or 1), dashboard=None) as client:
+    with local_client(profile, workers=min(len(items), os.cpu_count() or 1)) as client:
         futures = client.map(process_video, items, store_url=store_url, profile=profile, timeout_s=timeout_s,
                              key=[f"video-{item.key}" for item in items], pure=False)
         for item, future in zip(items, futures):

@@ -228,9 +228,10 @@ def _client(request: FeaturesRequest):
 
 @contextmanager
 def local_client(profile: Profile, workers: int | None = None, worker_memory: str = WORKER_MEMORY,
-                 dashboard: str | None = DASHBOARD_ADDRESS) -> Iterator[Client]:
+                 dashboard: str = DASHBOARD_ADDRESS) -> Iterator[Client]:
     """A client of a LocalCluster of single-threaded worker processes (one per core unless
-    `workers`), each restarted past `worker_memory`; `dashboard` None starts no dashboard."""
+    `workers`), each restarted past `worker_memory`, its dashboard at `dashboard` (distributed
+    reads None as its default, every interface's port 8787)."""
     # macOS's system libraries do not survive a fork, nor does torch's OpenMP pool once a
     # process has used it (a library user's process may have); OpenCV's is emptied below.
     fork = sys.platform.startswith("linux") and "torch" not in sys.modules
