@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from feature_store import FeatureStore, manifest, video_key
-from feature_store.schema import FACE, FLOW, FRAMES, LABEL_NAMES, UNLABELED, IndexRow, Status, boxes_of
+from feature_store.schema import FLOW, FRAMES, LABEL_NAMES, UNLABELED, IndexRow, Status, boxes_of
 from pipeline.sources.base import SPLITS
 from pipeline.terminal import printable
 from stages.errors import ConfigError, StoreError
@@ -62,15 +62,14 @@ def write_contact_sheet(url: str, video_id: str, out: str) -> Path:
     video = store.open_video(key)
     track = video.track()
     frames, flow = video[FRAMES], video[FLOW] if FLOW in video else None
-    per_face = frames.metadata.dimension_names[0] == FACE
     clip_index = track["clip_index"][0].astype(int)
     flow_valid = track["flow_valid"][0].astype(bool)
     thumbnail = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(entry.thumbnail["jpeg_base64"]), np.uint8),
                                           cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     image = contact_sheet(
-        frames_thw3=frames[0] if per_face else frames[...],
+        frames_thw3=frames[...],
         clip_index=clip_index,
-        flow_fhw2=None if flow is None else (flow[0] if per_face else flow[...])[flow_valid],
+        flow_fhw2=None if flow is None else flow[...][..., flow_valid, :, :, :],
         flow_pairs=None if flow is None else np.stack([np.flatnonzero(flow_valid), np.flatnonzero(flow_valid) + 1], axis=1),
         boxes_xyxy=boxes_of(track),
         face_found=track["face_found"].astype(bool),

@@ -27,20 +27,30 @@ def contact_sheet(
     columns: int = 8,
 ) -> np.ndarray:
     """RGB uint8 image: a row of crops spread over the video, the flow leaving each of them
-    (one magnitude scale for the row, so tiles compare), and the thumbnail of the first frame
-    with the boxes of its clip, each track in its own colour (the main track green), red
-    where a face was not found. `boxes_xyxy` float (faces, T, 4) or (T, 4) for one face,
-    `face_found` bool (faces, T) or (T,)."""
+    (one magnitude scale for the row, so tiles compare), for each face track, and the
+    thumbnail of the first frame with the boxes of its clip, each track in its own colour
+    (the main track green), red where a face was not found. Arrays may have a leading face
+    axis: `frames_thw3` (faces, T, H, W, 3), `flow_fhw2` (faces, F, H, W, 2), `boxes_xyxy`
+    (faces, T, 4), `face_found` (faces, T); with several faces, each track's rows start with a
+    bar of its colour."""
     boxes_ftx4 = np.reshape(boxes_xyxy, (-1, *np.shape(boxes_xyxy)[-2:]))
     found_ft = np.reshape(face_found, (-1, np.shape(face_found)[-1]))
+    crops_f = np.reshape(frames_thw3, (-1, *np.shape(frames_thw3)[-4:]))
     has_flow = flow_fhw2 is not None and len(flow_fhw2) > 0
-    starts = np.asarray(flow_pairs)[:, 0] if has_flow else np.arange(len(frames_thw3))
+    flow_f = np.reshape(flow_fhw2, (-1, *np.shape(flow_fhw2)[-4:])) if has_flow else None
+    starts = np.asarray(flow_pairs)[:, 0] if has_flow else np.arange(crops_f.shape[1])
     picks = starts[np.unique(np.round(np.linspace(0, len(starts) - 1, min(columns, len(starts)))).astype(int))]
-    rows = [np.concatenate([_tile(frames_thw3[t]) for t in picks], axis=1)]
-    if has_flow:
-        chosen = [flow_fhw2[np.flatnonzero(starts == t)[0]].astype(np.float32) for t in picks]
-        top = max(float(np.linalg.norm(field, axis=-1).max()) for field in chosen)
-        rows.append(np.concatenate([_tile(hsv_image(field, top)) for field in chosen], axis=1))
+    rows = []
+    for face, crops in enumerate(crops_f):
+        track_rows = [np.concatenate([_tile(crops[t]) for t in picks], axis=1)]
+        if has_flow:
+            chosen = [flow_f[face][np.flatnonzero(starts == t)[0]].astype(np.float32) for t in picks]
+            top = max(float(np.linalg.norm(field, axis=-1).max()) for field in chosen)
+            track_rows.append(np.concatenate([_tile(hsv_image(field, top)) for field in chosen], axis=1))
+        if len(crops_f) > 1:
+            for row in track_rows:
+                row[:, :6] = TRACK_COLOURS[face % len(TRACK_COLOURS)]
+        rows += track_rows
     width = rows[0].shape[1]
     first_clip = clip_index == clip_index[0]
     rows.append(_track_panel(thumbnail_hw3, thumbnail_scale, boxes_ftx4[:, first_clip], found_ft[:, first_clip], width))
