@@ -40,9 +40,10 @@ def test_the_scale_benchmark_reports_every_figure_for_disk_and_s3(tmp_path):
         measured = summary[backend]
         assert measured["done"] == n, measured
         assert float(row.group(1)) > 0 and measured["stage_s"] > 0
-        assert float(row.group(15)) >= 8 and float(row.group(17)) > 100  # files and kB a video: a stored video's arrays
+        # Files a video: 5 for a `deepfakebench` video, plus its share of the store's own few.
+        assert 5 <= float(row.group(15)) < 8 and float(row.group(17)) > 100
         assert all(float(row.group(i)) > 50 for i in (19, 21, 23)), row.group(0)  # peak RSS, MB
-    # The no-op rerun reads at least the store's root and index; the Dataset at least each video.
-    assert int(s3.group(25)) >= 2 and int(s3.group(26)) >= 4
+    # The no-op rerun and the Dataset read at least the store's root and index.
+    assert int(s3.group(25)) >= 2 and int(s3.group(26)) >= 2
     assert re.search(rf"\| disk \| {NUMBER} h \| {NUMBER} min \| {NUMBER} min \| {NUMBER} min \| {NUMBER} M \| {NUMBER} GB \| - \|", text)
     assert re.search(rf"\| s3 \| {NUMBER} h \| {NUMBER} min \| {NUMBER} min \| {NUMBER} min \| {NUMBER} M \| {NUMBER} GB \| {NUMBER} k / {NUMBER} k \|", text)
