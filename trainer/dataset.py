@@ -21,7 +21,7 @@ FLOW_MODES = ("none", "raw", "hsv")
 
 @dataclass(frozen=True)
 class ClipSpec(StageConfig):
-    """What one sample holds: `groups` successive windows of `clip_length` stored frames
+    """What one sample holds: `groups` successive windows (of one stored clip) of `clip_length` stored frames
     `frame_step` apart, resized to `size` (height, width; None keeps the stored size), with
     flow between them raw or HSV-coded."""
 
@@ -34,7 +34,8 @@ class ClipSpec(StageConfig):
     hsv_max: float | None = None
     groups: int = 1
     # One flow per frame: each frame's incoming flow, the first frame taking the first flow
-    # again (the two-stream papers' way to get 16 flows from 16 frames).
+    # again (the two-stream papers' way to get 16 flows from 16 frames). With clip_length 1,
+    # each frame with its flow is a sample (the per-frame two-stream net's shuffled pairs).
     flow_per_frame: bool = False
 
     def __post_init__(self):
@@ -43,7 +44,8 @@ class ClipSpec(StageConfig):
         check(self.flow in FLOW_MODES, "flow", self.flow, f"allowed: {', '.join(FLOW_MODES)}")
         check(self.flow == "none" or self.frame_step == 1, "frame_step", self.frame_step,
               "must be 1 when flow is served (the store holds flow between neighbouring stored frames)")
-        check(self.flow == "none" or self.clip_length >= 2, "clip_length", self.clip_length, "must be >= 2 when flow is served")
+        check(self.flow == "none" or self.flow_per_frame or self.clip_length >= 2, "clip_length", self.clip_length,
+              "must be >= 2 when flow is served (1 only with flow_per_frame)")
         check(self.groups >= 1, "groups", self.groups, "must be >= 1")
         check(not self.flow_per_frame or self.flow != "none", "flow_per_frame", self.flow_per_frame, "needs flow raw or hsv")
 
@@ -51,7 +53,7 @@ class ClipSpec(StageConfig):
 class StoreClipDataset(torch.utils.data.Dataset):
     """Every non-overlapping window of `spec.clip_length` frames inside each stored clip of the
     `done` videos of the given splits (all splits for None); with `spec.groups` > 1, each run
-    of that many successive windows of a video. Items are dicts:
+    of that many successive windows of one stored clip (`sample_windows`). Items are dicts:
 
     - `frames` uint8 (L, 3, H, W)
     - `flow` float32 (L-1, 2, H, W) for raw, uint8 (L-1, 3, H, W) for hsv, L flows with
@@ -83,18 +85,13 @@ class StoreClipDataset(torch.utils.data.Dataset):
                 self.excluded.append((row["video_id"], f"no {spec.frames_array if spec.frames_array not in group else 'flow'} array"))
                 continue
             clip_index = group["clip_index"][...]
-            flow_starts = _flow_row_of_frame(group["flow_pairs"][...]) if spec.flow != "none" else {}
-            windows = [
-                (int(start), flow_starts.get(int(start), -1))
-                for clip in np.unique(clip_index)
-                for start in np.flatnonzero(clip_index == clip)[: max(0, np.sum(clip_index == clip) - span + 1) : span]
-            ]
-            if len(windows) < spec.groups:
+            flow_pairs = group["flow_pairs"][...] if spec.flow != "none" else np.empty((0, 2), np.int32)
+            video_samples = sample_windows(clip_index, flow_pairs, spec)
+            if not video_samples:
                 longest = int(np.bincount(clip_index).max())
-                needs = f"{spec.groups} windows of {span} frames" if spec.groups > 1 else f"{span}"
+                needs = f"{spec.groups} windows of {span} frames in one clip" if spec.groups > 1 else f"{span}"
                 self.excluded.append((row["video_id"], f"longest clip has {longest} frames, a sample needs {needs}"))
-            for first in range(0, len(windows) - spec.groups + 1, spec.groups):
-                self.samples.append((row["key"], tuple(windows[first : first + spec.groups]), int(row["label"]), row["video_id"]))
+            self.samples += [(row["key"], windows, int(row["label"]), row["video_id"]) for windows in video_samples]
         self._opened: tuple[int, dict] | None = None
 
     def __len__(self) -> int:
@@ -144,8 +141,8 @@ class StoreClipDataset(torch.utils.data.Dataset):
 
     def _flow(self, arrays: dict, flow_start: int) -> torch.Tensor:
         spec = self.spec
-        flow = arrays["flow"][flow_start : flow_start + spec.clip_length - 1].astype(np.float32)
-        if spec.flow_per_frame:
+        flow = arrays["flow"][flow_start : flow_start + max(1, spec.clip_length - 1)].astype(np.float32)
+        if spec.flow_per_frame and spec.clip_length > 1:
             flow = np.concatenate([flow[:1], flow])
         if spec.flow == "hsv":
             coded = np.stack([hsv_image(field, spec.hsv_max) for field in flow])
@@ -180,8 +177,25 @@ def batch_loader(dataset: StoreClipDataset, sampler: Iterable[int], batch_size: 
     )
 
 
-def _flow_row_of_frame(pairs_f2: np.ndarray) -> dict[int, int]:
-    return {int(a): row for row, (a, _) in enumerate(pairs_f2)}
+def sample_windows(clip_index_t: np.ndarray, flow_pairs_f2: np.ndarray, spec: ClipSpec) -> list[tuple[tuple[int, int], ...]]:
+    """The samples of one video: for each, `spec.groups` windows as (first stored frame, first
+    flow row to read). Windows are the non-overlapping runs of `clip_length` frames
+    `frame_step` apart inside each stored clip (`clip_index_t`, one entry a stored frame), and
+    a sample's groups are successive windows of ONE clip, so that they are contiguous in time.
+    The flow row is the pair starting at the window's first frame (`flow_pairs_f2`, rows of
+    stored frame pairs); a single frame with `flow_per_frame` takes its incoming flow, the
+    first frame of a clip its outgoing one. -1 when no flow is served."""
+    span = (spec.clip_length - 1) * spec.frame_step + 1
+    outgoing = {int(a): row for row, (a, _) in enumerate(flow_pairs_f2)}
+    incoming = {int(b): row for row, (_, b) in enumerate(flow_pairs_f2)}
+    single = spec.flow_per_frame and spec.clip_length == 1
+    samples = []
+    for clip in np.unique(clip_index_t):
+        frames = np.flatnonzero(clip_index_t == clip)
+        starts = [int(start) for start in frames[: max(0, len(frames) - span + 1) : span]]
+        windows = [(start, incoming.get(start, outgoing.get(start, -1)) if single else outgoing.get(start, -1)) for start in starts]
+        samples += [tuple(windows[first : first + spec.groups]) for first in range(0, len(windows) - spec.groups + 1, spec.groups)]
+    return samples
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
