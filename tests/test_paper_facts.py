@@ -65,8 +65,9 @@ def test_gml_anomaly_branch_reads_block_5_and_its_clue_map_has_that_blocks_size(
     assert output["clue"].shape == f_out.shape, "F* has the size of F_out"
 
 
-def test_gml_l1_term_is_a_per_sample_norm_on_real_clips_only():
-    frames, channels, side = 8, 728, 2
+@pytest.mark.parametrize("frames", [1, 8])
+def test_gml_l1_term_is_a_per_sample_norm_on_real_clips_only(frames):
+    channels, side = 728, 2
     clue = torch.zeros(2 * frames, channels, side, side)
     clue[:frames] = 0.5  # the real clip's maps
     clue[frames:] = 3.0  # the fake clip's maps: not penalised

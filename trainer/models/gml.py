@@ -95,6 +95,10 @@ class MotionConsistencyNet(nn.Module):
             *[_Residual(BRANCH_WIDTH) for _ in range(BRANCH_BLOCKS)],
             nn.Conv2d(BRANCH_WIDTH, BLOCK5_CHANNELS, 1),
         )
+        # F* starts at zero, where the per-sample L1 norm of a real clip (some 10^5 values a
+        # frame) has not yet a value to blow up the first steps with.
+        nn.init.zeros_(self.branch[-1].weight)
+        nn.init.zeros_(self.branch[-1].bias)
         self.branch_classifier = nn.Linear(BLOCK5_CHANNELS * math.prod(block5_size(size)), 2)
 
     def forward(self, frames: torch.Tensor, flow: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
