@@ -247,7 +247,8 @@ def _load_pretrained(detector: Detector, variant: Variant, path: str) -> None:
     usable = {key: weights[key] for key in own if key in weights and key not in shaped}
     target.load_state_dict(usable, strict=False)
     left_out = f"; left out: {', '.join(shaped)} (another head)" if shaped else ""
-    tqdm.write(f"pretrained: {len(usable)} of {len(own)} tensors loaded from {path}{left_out}")
+    fresh = f"; {len(new)} of {variant.name}'s own (not in the published network) start as initialised" if new else ""
+    tqdm.write(f"pretrained: {len(usable)} of {len(own)} tensors loaded from {path}{left_out}{fresh}")
 
 
 def _trainable(detector: Detector, variant: Variant, pretrained: bool) -> list[torch.nn.Parameter]:
