@@ -163,6 +163,16 @@ def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_
     assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
 
 
+def test_a_recipe_in_iterations_trains_the_whole_epochs_that_make_them(tiny_store, tmp_path):
+    # 32 training frames in batches of 8: 4 steps an epoch.
+    result = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / "run"), recipe={"iterations": 5, "batch_size": 8},
+                                inputs=("size=32x32",), progress=False))
+    assert len(result.history) == 2
+    resumed = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / "run"), recipe={"epochs": 3},
+                                 inputs=("size=32x32",), resume=True, progress=False))
+    assert len(resumed.history) == 3, "--epochs on resume replaces the iteration count"
+
+
 def test_classes_weigh_alike_in_an_imbalanced_store(tmp_path):
     from pipeline.profiles import get_profile
     from stores import write_tiny_store

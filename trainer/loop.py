@@ -169,7 +169,9 @@ def _settings(request: TrainRequest, variant: Variant, resumed: dict | None) -> 
         given = {name: value for name, value in request.recipe.items() if name != "epochs"}
         if any(getattr(recipe, name) != value for name, value in given.items()) or spec.with_text_overrides("input", fields) != spec:
             raise ConfigError("--resume: the run was started with other settings; only --epochs may change")
-        return spec, dataclasses.replace(recipe, epochs=request.recipe.get("epochs", recipe.epochs)), resumed["seed"]
+        if "epochs" in request.recipe:
+            recipe = dataclasses.replace(recipe, epochs=request.recipe["epochs"], iterations=0)
+        return spec, recipe, resumed["seed"]
     spec = variant.spec.with_text_overrides("input", fields)
     overrides = dict(request.recipe)
     if "epochs" in overrides:
