@@ -21,9 +21,9 @@ FLOW_MODES = ("none", "raw", "hsv")
 
 @dataclass(frozen=True)
 class ClipSpec(StageConfig):
-    """What one sample holds: `groups` successive windows (of one stored clip) of `clip_length` stored frames
-    `frame_step` apart, resized to `size` (height, width; None keeps the stored size), with
-    flow between them raw or HSV-coded."""
+    """What one sample holds: `groups` successive windows, in one stored clip, of `clip_length`
+    stored frames `frame_step` apart, resized to `size` (height, width; None keeps the stored
+    size), with flow between them raw or HSV-coded."""
 
     clip_length: int = 16
     frame_step: int = 1

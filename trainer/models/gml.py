@@ -82,7 +82,6 @@ class MotionConsistencyNet(nn.Module):
 
     def __init__(self, frames: int, size: tuple[int, int]):
         super().__init__()
-        self.frames = frames
         self.backbone = timm.create_model("legacy_xception", pretrained=False, num_classes=0, global_pool="")
         for module in list(self.backbone.modules()):
             if isinstance(module, SeparableConv2d):
