@@ -134,7 +134,9 @@ def show(store, video_id, out):
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Override the paper's optimiser.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="Override the paper's weight decay.")
 @click.option("--loss", help="Override the paper's loss: mse, bce, bce_softf1 (one-logit models), ce, gml.")
-@click.option("--no-class-weights", is_flag=True, help="Do not weight classes by their inverse frequency.")
+@click.option("--iterations", type=click.IntRange(min=1), help="Train at least this many steps (whole epochs) instead of --epochs.")
+@click.option("--class-weights/--no-class-weights", default=None,
+              help="Weight classes by n / (2 n_class) in the loss [default: where the paper does; see `dfprep models`].")
 @click.option("--input", "inputs", multiple=True, metavar="FIELD=VALUE", help="Override the model's input spec, e.g. size=128x128.")
 @click.option("--seed", default=0, show_default=True, help="Seeds weights, shuffling, dropout and augmentation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -143,15 +145,14 @@ def show(store, video_id, out):
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (for GPU runs).")
 @click.option("--pretrained", help="A local weight file or dfprep checkpoint to start from.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, loss, no_class_weights, inputs, seed,
+def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, loss, iterations, class_weights, inputs, seed,
           device, workers, amp, compile_model, pretrained, resume):
     """Train a detector on the train split, selecting the epoch on val."""
     from trainer.loop import TrainRequest, train as run_training
 
-    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "loss": loss}
+    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "loss": loss,
+              "iterations": iterations, "class_weights": class_weights}
     recipe = {field: value for field, value in recipe.items() if value is not None}
-    if no_class_weights:
-        recipe["class_weights"] = False
     result = run_training(TrainRequest(
         store=store, model=model, out=out, recipe=recipe, inputs=inputs, seed=seed, device=device, workers=workers,
         amp=amp, compile=compile_model, pretrained=pretrained, resume=resume,
@@ -167,11 +168,13 @@ def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, lo
 @click.option("--out", help="Folder for metrics.json, roc.png, curves.png [default: beside the checkpoint, named after the split].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader worker processes.")
-def evaluate(checkpoint, store, split, out, device, workers):
-    """Metrics of a checkpoint on a split, thresholds chosen on val."""
+@click.option("--thresholds-from", default="checkpoint", show_default=True, metavar="checkpoint|val",
+              help="checkpoint: the thresholds chosen on the training store's val; val: chosen again on this store's val.")
+def evaluate(checkpoint, store, split, out, device, workers, thresholds_from):
+    """Metrics of a checkpoint on a split, at the thresholds of its training data's val."""
     from trainer.evaluate import EvaluateRequest, evaluate as run_evaluation
 
-    click.echo(metrics_text(run_evaluation(EvaluateRequest(checkpoint, store, split, out, device, workers))))
+    click.echo(metrics_text(run_evaluation(EvaluateRequest(checkpoint, store, split, out, device, workers, thresholds_from))))
 
 
 @cli.command()
@@ -231,20 +234,20 @@ def upgrade(url):
 
 
 @cli.command()
-def models():
-    """The registered detectors, with the profile and recipe each trains with."""
-    from trainer.registry import VARIANTS
+@click.argument("names", nargs=-1)
+def models(names):
+    """The registered detectors (or the NAMES given): profile, input, recipe, and per field
+    whether the value is the paper's or chosen, and from where."""
+    from trainer.registry import describe, get_variant
 
-    for variant in VARIANTS.values():
-        recipe = variant.recipe
-        click.echo(f"{variant.name:<16} profile {variant.profile:<14} {recipe.loss} {recipe.optimizer} lr {recipe.lr:g} "
-                   f"batch {recipe.batch_size} epochs {recipe.epochs}  {variant.paper}")
+    variants = [get_variant(name) for name in names] if names else None
+    click.echo(describe(variants))
 
 
 def metrics_text(metrics: dict) -> str:
     """The metrics of one split as a small table."""
     columns = ("n", "accuracy", "auc", "f1", "precision", "recall", "threshold")
-    lines = [f"{metrics['model']} on {metrics['split']} (epoch {metrics['epoch']}, thresholds from val)",
+    lines = [f"{metrics['model']} on {metrics['split']} (epoch {metrics['epoch']}, thresholds from {metrics['thresholds_from']})",
              f"{'':<7}" + "".join(f"{c:>10}" for c in columns)]
     for level in ("frame", "clip", "video"):
         if level in metrics:

@@ -98,10 +98,12 @@ PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in [
         Profile("default", SamplingConfig(clips=8, clip_length=16, step=1), (_box(256),), FlowConfig()),
-        # Optical-flow CNN: groups of 5 frames, 4 flows each, stacked to 8 channels at read time.
-        Profile("ofcnn", SamplingConfig(clips=8, clip_length=5, step=1), (_box(256),), FlowConfig()),
-        # Flow CNN-LSTM: up to 100 consecutive frames of small crops.
-        Profile("flowlstm", SamplingConfig(clips=1, clip_length=100, step=1), (_box(112),), FlowConfig()),
+        # Optical-flow CNN: runs of 10 consecutive frames, read as two adjacent groups of 5 with
+        # 4 flows each (stacked to 8 channels); the flow between the groups goes unused.
+        Profile("ofcnn", SamplingConfig(clips=8, clip_length=10, step=1), (_box(256),), FlowConfig()),
+        # Flow CNN-LSTM: one sequence of 71 frames spread evenly over the video, so 70 flows
+        # (the paper's best length on FF++; 90 on Celeb-DF, 30 on DFDC: sampling.clip_length).
+        Profile("flowlstm", SamplingConfig(clips=1, clip_length=71, step=0), (_box(112),), FlowConfig()),
         # Motion-consistency network: 8-frame sequences of every 2nd frame, fixed square per sequence.
         Profile("gml", SamplingConfig(clips=4, clip_length=8, step=2), (CropConfig("fixed", (224, 224)),), None),
         # Spatial/temporal family: 16 frames spread over the video, whole frames and face boxes.
@@ -111,6 +113,8 @@ PROFILES: dict[str, Profile] = {
             (CropConfig("frame", (108, 192)), _box(224)),
             FlowConfig(),
         ),
+        # The Stanford report's 3D CNN: 16 whole frames spread over the video, at 224 px.
+        Profile("video3d", SamplingConfig(clips=1, clip_length=16, step=0), (CropConfig("frame", (224, 224)),), None),
         Profile("r3d", SamplingConfig(clips=4, clip_length=16, step=1), (_box(224),), None),
         # DeepfakeBench's preprocessing output: 32 spread frames, aligned 256 px crops, no flow.
         Profile("deepfakebench", SamplingConfig(clips=1, clip_length=32, step=0), (CropConfig("align", (256, 256)),), None),

@@ -26,10 +26,10 @@ torch.set_num_threads(1)
 # The smallest inputs each family runs at: 3D ResNets halve time three times; Xception needs
 # 2x2 features for batch norm of two samples.
 SMALL_INPUTS = {
-    "flowlstm": {"size": "32x32", "clip_length": "4"},
     "gml": {"size": "64x64", "clip_length": "4"},
     "xception": {"size": "64x64"},
-    **{name: {"size": "32x32", "clip_length": "4"} for name in ("r3d18", "r3d50", "r3d101")},
+    **{name: {"size": "32x32", "clip_length": "4"}
+       for name in ("flowlstm", "flowlstm_vgg16", "flowlstm_efficientnet_b7", "flowcnn", "cnn3d_video", "r3d18", "r3d50", "r3d101")},
 }
 
 
@@ -93,7 +93,7 @@ def test_evaluate_writes_metrics_roc_and_curves(trained_ofcnn, tiny_store, tmp_p
                      "--split", "val", "--out", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["split"] == "val" and metrics["thresholds_from"] == "val"
+    assert metrics["split"] == "val" and metrics["thresholds_from"].startswith("checkpoint ")
     for level in ("clip", "video"):
         assert set(metrics[level]) >= {"accuracy", "auc", "f1", "precision", "recall", "threshold"}
     assert metrics["video"]["n"] == 2 and metrics["clip"]["n"] == 2
@@ -138,8 +138,26 @@ def test_predict_applies_the_limits_of_features(trained_ofcnn, tmp_path):
     assert time.monotonic() - started < 60
 
 
+def test_evaluate_uses_the_training_stores_thresholds_on_a_store_without_val(trained_ofcnn, tmp_path):
+    from pipeline.profiles import get_profile
+    from stores import write_tiny_store
+    from trainer.evaluate import EvaluateRequest, evaluate
+
+    target = write_tiny_store(tmp_path / "other.zarr", get_profile("ofcnn", ["crop.size=32x32"]), frames=16, size=(32, 32),
+                              splits={"test": 1}, seed=5)
+    best = trained_ofcnn.out / "best.pt"
+    metrics = evaluate(EvaluateRequest(str(best), str(target), "test", str(tmp_path / "out"), "cpu"))
+    thresholds = checkpoint.load(best)["thresholds"]
+    assert metrics["clip"]["threshold"] == thresholds["unit"] and metrics["video"]["threshold"] == thresholds["video"]
+    assert metrics["thresholds_from"].startswith(f"checkpoint {best}") and "tiny.zarr" in metrics["thresholds_from"]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["thresholds_from"] == metrics["thresholds_from"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--checkpoint", str(best), "--store", str(target), "--thresholds-from", "val", "--out", str(tmp_path / "v")])
+    assert exit_info.value.code == 2
+
+
 def train_meso4(store, out, epochs, resume=False, seed=0):
-    return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8},
+    return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8, "class_weights": True},
                               inputs=("size=32x32",), seed=seed, resume=resume, progress=False))
 
 
@@ -161,6 +179,16 @@ def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_
     assert straight["history"][1]["train_loss"] == resumed.history[1]["train_loss"]
     assert not all(torch.equal(weights["straight"][k], weights["other"][k]) for k in weights["straight"])
     assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
+
+
+def test_a_recipe_in_iterations_trains_the_whole_epochs_that_make_them(tiny_store, tmp_path):
+    # 32 training frames in batches of 8: 4 steps an epoch.
+    result = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / "run"), recipe={"iterations": 5, "batch_size": 8},
+                                inputs=("size=32x32",), progress=False))
+    assert len(result.history) == 2
+    resumed = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / "run"), recipe={"epochs": 3},
+                                 inputs=("size=32x32",), resume=True, progress=False))
+    assert len(resumed.history) == 3, "--epochs on resume replaces the iteration count"
 
 
 def test_classes_weigh_alike_in_an_imbalanced_store(tmp_path):
@@ -197,6 +225,88 @@ def test_mixed_precision_trains_on_the_cpu(tiny_store, tmp_path):
     result = train(TrainRequest(str(tiny_store), "meso4", str(tmp_path), recipe={"epochs": 1, "batch_size": 8},
                                 inputs=("size=32x32",), amp=True, progress=False))
     assert math.isfinite(result.history[0]["train_loss"]) and math.isfinite(result.history[0]["val_loss"])
+
+
+def kinetics_resnet_state_dict(depth: int) -> dict[str, torch.Tensor]:
+    """A state dict in the layout of the public Kinetics-400 3D ResNets (kenshohara/3D-ResNets-PyTorch,
+    resnet-50/101-kinetics.pth): 7x7x7 conv1, bottlenecks with downsample.0/1, fc of 400, saved
+    from DataParallel (`module.`) under `state_dict`. Random values with a seed."""
+    generator = torch.Generator().manual_seed(depth)
+    tensors: dict[str, torch.Tensor] = {}
+
+    def bn(name, width):
+        tensors.update({f"{name}.weight": torch.rand(width, generator=generator), f"{name}.bias": torch.rand(width, generator=generator),
+                        f"{name}.running_mean": torch.rand(width, generator=generator),
+                        f"{name}.running_var": torch.rand(width, generator=generator) + 0.5,
+                        f"{name}.num_batches_tracked": torch.tensor(7)})
+
+    tensors["conv1.weight"] = torch.randn(64, 3, 7, 7, 7, generator=generator) * 0.01
+    bn("bn1", 64)
+    channels = 64
+    for layer, blocks in enumerate({50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth], start=1):
+        width = 64 * 2 ** (layer - 1)
+        for block in range(blocks):
+            name = f"layer{layer}.{block}"
+            for conv, shape in (("conv1", (width, channels, 1, 1, 1)), ("conv2", (width, width, 3, 3, 3)), ("conv3", (width * 4, width, 1, 1, 1))):
+                tensors[f"{name}.{conv}.weight"] = torch.randn(shape, generator=generator) * 0.01
+                bn(f"{name}.bn{conv[-1]}", shape[0])
+            if block == 0:
+                tensors[f"{name}.downsample.0.weight"] = torch.randn(width * 4, channels, 1, 1, 1, generator=generator) * 0.01
+                bn(f"{name}.downsample.1", width * 4)
+            channels = width * 4
+    tensors["fc.weight"], tensors["fc.bias"] = torch.randn(400, 2048, generator=generator), torch.randn(400, generator=generator)
+    return {"arch": f"resnet-{depth}", "state_dict": {f"module.{key}": value for key, value in tensors.items()}}
+
+
+def test_kinetics_3d_resnet_weights_load_every_tensor_and_only_conv5_and_fc_train(tiny_store, tmp_path, capsys):
+    published = kinetics_resnet_state_dict(50)
+    torch.save(published, tmp_path / "resnet-50-kinetics.pth")
+    train(TrainRequest(str(tiny_store), "r3d50", str(tmp_path / "run"), recipe={"epochs": 1, "batch_size": 2},
+                       inputs=("size=32x32", "clip_length=4"), pretrained=str(tmp_path / "resnet-50-kinetics.pth"), progress=False))
+    assert "pretrained: 318 of 320 tensors loaded" in capsys.readouterr().out, "all but the 400-class fc"
+    weights = checkpoint.load(tmp_path / "run" / "last.pt")["weights"]
+    given = {key.removeprefix("module."): value for key, value in published["state_dict"].items()}
+    assert set(given) == {key.removeprefix("net.net.") for key in weights if key.startswith("net.net.")}, "the same names"
+    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight", "layer3.5.conv2.weight"):
+        assert torch.equal(weights[f"net.net.{key}"], given[key]), f"frozen {key} keeps the given weights"
+    assert not torch.equal(weights["net.net.layer4.2.conv3.weight"], given["layer4.2.conv3.weight"]), "conv5 fine-tuned"
+    assert weights["net.net.fc.weight"].shape == (2, 2048)
+
+
+def test_kinetics_3d_resnet_101_weights_fit_and_a_mismatch_is_one_line(tiny_store, tmp_path, capsys):
+    from trainer.detector import Detector
+    from trainer.loop import _load_pretrained
+
+    published = kinetics_resnet_state_dict(101)
+    torch.save(published, tmp_path / "resnet-101-kinetics.pth")
+    variant = VARIANTS["r3d101"]
+    detector = Detector(variant, variant.spec)
+    _load_pretrained(detector, variant, str(tmp_path / "resnet-101-kinetics.pth"))
+    assert "pretrained: 624 of 626 tensors loaded" in capsys.readouterr().out
+    assert torch.equal(detector.net.net.layer3[22].conv2.weight, published["state_dict"]["module.layer3.22.conv2.weight"])
+
+    published["state_dict"]["module.conv1.weight"] = torch.zeros(64, 3, 3, 7, 7)  # a 3-frame stem: not this network
+    torch.save(published, tmp_path / "other.pth")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--store", str(tiny_store), "--model", "r3d101", "--out", str(tmp_path / "r"), "--input", "size=32x32",
+              "--input", "clip_length=4", "--pretrained", str(tmp_path / "other.pth")])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "conv1.weight (64, 3, 3, 7, 7) where r3d101 has (64, 3, 7, 7, 7)" in line and "other.pth" in line
+
+
+def test_imagenet_resnet50_weights_load_and_only_its_upper_layers_train_with_augmentation(tiny_store, tmp_path):
+    import torchvision
+
+    assert VARIANTS["resnet50"].augment
+    published = torchvision.models.resnet50(weights=None).state_dict()  # shaped like ImageNet weights
+    torch.save(published, tmp_path / "resnet50.pth")
+    train(TrainRequest(str(tiny_store), "resnet50", str(tmp_path / "run"), recipe={"epochs": 1, "batch_size": 16},
+                       inputs=("size=32x32",), pretrained=str(tmp_path / "resnet50.pth"), progress=False))
+    weights = checkpoint.load(tmp_path / "run" / "last.pt")["weights"]
+    assert torch.equal(weights["net.trunk.conv1.weight"], published["conv1.weight"])
+    assert torch.equal(weights["net.trunk.layer3.5.conv3.weight"], published["layer3.5.conv3.weight"])
+    assert not torch.equal(weights["net.trunk.layer4.2.conv3.weight"], published["layer4.2.conv3.weight"])
 
 
 def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_store, tmp_path):

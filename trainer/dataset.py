@@ -23,9 +23,9 @@ FACE_MODES = ("main", "all")
 
 @dataclass(frozen=True)
 class ClipSpec(StageConfig):
-    """What one sample holds: `groups` successive windows of `clip_length` stored frames
-    `frame_step` apart, resized to `size` (height, width; None keeps the stored size), with
-    flow between them raw or HSV-coded."""
+    """What one sample holds: `groups` successive windows, in one stored clip, of `clip_length`
+    stored frames `frame_step` apart, resized to `size` (height, width; None keeps the stored
+    size), with flow between them raw or HSV-coded."""
 
     clip_length: int = 16
     frame_step: int = 1
@@ -36,7 +36,8 @@ class ClipSpec(StageConfig):
     hsv_max: float | None = None
     groups: int = 1
     # One flow per frame: each frame's incoming flow, the first frame taking the first flow
-    # again (the two-stream papers' way to get 16 flows from 16 frames).
+    # again (the two-stream papers' way to get 16 flows from 16 frames). With clip_length 1,
+    # each frame with its flow is a sample (the per-frame two-stream net's shuffled pairs).
     flow_per_frame: bool = False
     # `main`: the first face track of each video (the largest, most persistent); `all`: a
     # sample for every stored face track, the track's index in the item's `face`.
@@ -48,7 +49,8 @@ class ClipSpec(StageConfig):
         check(self.flow in FLOW_MODES, "flow", self.flow, f"allowed: {', '.join(FLOW_MODES)}")
         check(self.flow == "none" or self.frame_step == 1, "frame_step", self.frame_step,
               "must be 1 when flow is served (the store holds flow between neighbouring stored frames)")
-        check(self.flow == "none" or self.clip_length >= 2, "clip_length", self.clip_length, "must be >= 2 when flow is served")
+        check(self.flow == "none" or self.flow_per_frame or self.clip_length >= 2, "clip_length", self.clip_length,
+              "must be >= 2 when flow is served (1 only with flow_per_frame)")
         check(self.groups >= 1, "groups", self.groups, "must be >= 1")
         check(not self.flow_per_frame or self.flow != "none", "flow_per_frame", self.flow_per_frame, "needs flow raw or hsv")
         check(self.faces in FACE_MODES, "faces", self.faces, f"allowed: {', '.join(FACE_MODES)}")
@@ -57,8 +59,8 @@ class ClipSpec(StageConfig):
 class StoreClipDataset(torch.utils.data.Dataset):
     """Every non-overlapping window of `spec.clip_length` frames inside each stored clip of the
     `done` videos of the given splits (all splits for None); with `spec.groups` > 1, each run
-    of that many successive windows of a video; one sample a face track with `spec.faces`
-    "all". Items are dicts:
+    of that many successive windows of one stored clip (`sample_windows`); one sample a face
+    track with `spec.faces` "all". Items are dicts:
 
     - `frames` uint8 (L, 3, H, W)
     - `flow` float32 (L-1, 2, H, W) for raw, uint8 (L-1, 3, H, W) for hsv, L flows with
@@ -91,13 +93,13 @@ class StoreClipDataset(torch.utils.data.Dataset):
             if missing:
                 self.excluded.append((entry.video_id, f"no {missing[0]} array"))
                 continue
-            groups = sample_windows(entry.clip_lengths, span, spec.groups)
+            groups = sample_windows(entry.clip_lengths, spec)
             if not groups:
                 longest = max(entry.clip_lengths, default=0)
-                needs = f"{spec.groups} windows of {span} frames" if spec.groups > 1 else f"{span}"
+                needs = f"{spec.groups} windows of {span} frames in one clip" if spec.groups > 1 else f"{span}"
                 self.excluded.append((entry.video_id, f"longest clip has {longest} frames, a sample needs {needs}"))
             faces = range(max(1, entry.counts.faces)) if spec.faces == "all" else range(1)
-            self.samples += [(row.key, face, starts, entry.label, entry.video_id) for face in faces for starts in groups]
+            self.samples += [(row.key, face, windows, entry.label, entry.video_id) for face in faces for windows in groups]
             self.generations[row.key] = row.generation
         self._opened: tuple[int, dict] | None = None
 
@@ -122,25 +124,25 @@ class StoreClipDataset(torch.utils.data.Dataset):
     def _read(self, indices: list[int], shared: bool) -> dict:
         spec = self.spec
         samples = [self.samples[i] for i in indices]
-        windows = [(self._arrays(key), face, start) for key, face, starts, _, _ in samples for start in starts]
+        windows = [(self._arrays(key), face, start, flow_row) for key, face, starts, _, _ in samples for start, flow_row in starts]
         reach = (spec.clip_length - 1) * spec.frame_step + 1
-        rows = [range(start, start + reach, spec.frame_step) for _, _, start in windows]
+        rows = [range(start, start + reach, spec.frame_step) for _, _, start, _ in windows]
         lead = (len(samples), spec.groups) if spec.groups > 1 else (len(samples),)
         stored = windows[0][0]["frames"].shape[-3:-1]
         size = tuple(spec.size or stored)
         frames = _empty((len(windows), spec.clip_length, 3, *size), torch.uint8, shared)
         planes = frames.numpy() if size == stored else np.empty((len(windows), spec.clip_length, 3, *stored), np.uint8)
         frame_store.read_planar([(arrays["reader"] or arrays["frames"], face if arrays["per_face"] else 0, span)
-                                 for (arrays, face, _), span in zip(windows, rows)], planes)
+                                 for (arrays, face, _, _), span in zip(windows, rows)], planes)
         if size != stored:
             _resize_planes(planes, frames.numpy())
         batch = {
             "frames": frames.view(*lead, *frames.shape[1:]),
             "frame_index": torch.from_numpy(np.stack([arrays["frame_index"][span.start : span.stop : span.step]
-                                                      for (arrays, _, _), span in zip(windows, rows)])).view(*lead, -1),
+                                                      for (arrays, _, _, _), span in zip(windows, rows)])).view(*lead, -1),
         }
         if spec.flow != "none":
-            flows = [self._flow(arrays, face, start) for arrays, face, start in windows]
+            flows = [self._flow(arrays, face, flow_row) for arrays, face, _, flow_row in windows]
             flow = torch.stack(flows, out=_empty((len(flows), *flows[0].shape), flows[0].dtype, shared))
             batch["flow"] = flow.view(*lead, *flow.shape[1:])
         batch.update(label=torch.tensor([sample[3] for sample in samples], dtype=torch.int64),
@@ -148,12 +150,12 @@ class StoreClipDataset(torch.utils.data.Dataset):
                      video_id=[sample[4] for sample in samples])
         return batch
 
-    def _flow(self, arrays: dict, face: int, start: int) -> torch.Tensor:
-        """Flow is stored at its first frame: the window's flows are its first L-1 rows."""
+    def _flow(self, arrays: dict, face: int, flow_row: int) -> torch.Tensor:
+        """The window's flows from `flow_row` on (flow is stored at its first frame)."""
         spec = self.spec
-        rows = slice(start, start + spec.clip_length - 1)
+        rows = slice(flow_row, flow_row + max(1, spec.clip_length - 1))
         flow = (arrays["flow"][face, rows] if arrays["flow_per_face"] else arrays["flow"][rows]).astype(np.float32)
-        if spec.flow_per_frame:
+        if spec.flow_per_frame and spec.clip_length > 1:
             flow = np.concatenate([flow[:1], flow])
         if spec.flow == "hsv":
             coded = np.stack([hsv_image(field, spec.hsv_max) for field in flow])
@@ -182,14 +184,21 @@ class StoreClipDataset(torch.utils.data.Dataset):
         return opened[key]
 
 
-def sample_windows(clip_lengths: tuple[int, ...], span: int, groups: int) -> list[tuple[int, ...]]:
-    """First frames of each sample's windows: every non-overlapping `span` inside each clip,
-    taken `groups` successive windows at a time."""
-    starts, first = [], 0
+def sample_windows(clip_lengths: tuple[int, ...], spec: ClipSpec) -> list[tuple[tuple[int, int], ...]]:
+    """The samples of one video: for each, `spec.groups` windows as (first stored frame, first
+    flow row to read). Windows are the non-overlapping runs of `clip_length` frames
+    `frame_step` apart inside each stored clip (`clip_lengths`: frames a clip, in order), and
+    a sample's groups are successive windows of ONE clip, so that they are contiguous in time.
+    Flow is stored at its first frame, so a window's flows start at its first frame; a single
+    frame with `flow_per_frame` takes its incoming flow, a clip's first frame its outgoing one."""
+    span = (spec.clip_length - 1) * spec.frame_step + 1
+    single = spec.flow_per_frame and spec.clip_length == 1
+    samples, first = [], 0
     for length in clip_lengths:
-        starts += range(first, first + length - span + 1, span)
+        windows = [(start, start - 1 if single and start > first else start) for start in range(first, first + length - span + 1, span)]
+        samples += [tuple(windows[i : i + spec.groups]) for i in range(0, len(windows) - spec.groups + 1, spec.groups)]
         first += length
-    return [tuple(starts[i : i + groups]) for i in range(0, len(starts) - groups + 1, groups)]
+    return samples
 
 
 def batch_loader(dataset: StoreClipDataset, sampler: Iterable[int], batch_size: int, workers: int, drop_last: bool = False,

@@ -34,6 +34,15 @@ class Detector(nn.Module):
             flow = flow.flatten(0, 1) if flow is not None else None
         return self.net(frames, flow)
 
+    def train(self, mode: bool = True) -> Detector:
+        super().train(mode)
+        # Frozen layers (fine-tuning from published weights) keep the published batch
+        # statistics as well as their weights.
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None and not module.weight.requires_grad:
+                module.eval()
+        return self
+
     def units_per_sample(self, frames: torch.Tensor) -> int:
         return frames.shape[1] if self.variant.level == "frame" else 1
 

@@ -1,5 +1,6 @@
-"""Scoring a split with a detector, and `evaluate`: metrics at unit and video level with the
-thresholds chosen on validation, written as metrics.json, roc.png and curves.png."""
+"""Scoring a split with a detector, and `evaluate`: metrics at unit and video level at the
+thresholds chosen on the training data's val (kept in the checkpoint) or on the scored store's
+val, written as metrics.json, roc.png and curves.png."""
 
 from __future__ import annotations
 
@@ -87,23 +88,39 @@ class EvaluateRequest:
     out: str | None = None  # default: a folder named after the split beside the checkpoint
     device: str = "auto"
     workers: int = 0
+    thresholds_from: str = "checkpoint"  # or "val": chosen again on the scored store's val split
+
+
+THRESHOLD_SOURCES = ("checkpoint", "val")
 
 
 def evaluate(request: EvaluateRequest) -> dict:
-    """Score the split, choose thresholds on val, write metrics.json, roc.png and curves.png."""
+    """Score the split at the chosen thresholds, write metrics.json, roc.png and curves.png."""
+    if request.thresholds_from not in THRESHOLD_SOURCES:
+        raise ConfigError(f"--thresholds-from {request.thresholds_from}: allowed: {', '.join(THRESHOLD_SOURCES)}")
     out = Path(request.out) if request.out else Path(request.checkpoint).parent / request.split
     state = checkpoint.load(request.checkpoint)
-    return evaluate_state(state, request.checkpoint, request.store, request.split, out, pick_device(request.device), request.workers)
+    if request.thresholds_from == "checkpoint" and not state.get("thresholds"):
+        raise ConfigError(f"--checkpoint {request.checkpoint}: holds no thresholds (a last.pt, or an unfinished run); "
+                          "use best.pt of a finished run or --thresholds-from val")
+    return evaluate_state(state, request.checkpoint, request.store, request.split, out, pick_device(request.device),
+                          request.workers, request.thresholds_from)
 
 
-def evaluate_state(state: dict, name: str, store: str, split: str, out: Path, device: torch.device, workers: int = 0) -> dict:
-    """`evaluate` of a loaded checkpoint; `name` says where it came from."""
+def evaluate_state(state: dict, name: str, store: str, split: str, out: Path, device: torch.device, workers: int = 0,
+                   thresholds_from: str = "val") -> dict:
+    """`evaluate` of a loaded checkpoint; `name` says where it came from. Thresholds are the
+    checkpoint's (chosen on its training store's val) or chosen on `store`'s val."""
     detector = checkpoint.detector_from(state).to(device)
     variant, spec = detector.variant, detector.spec
     batch_size = state["recipe"]["batch_size"]
-    val, _ = score(detector, open_split(store, spec, "val"), batch_size, device, workers)
-    thresholds = choose_thresholds(val, variant.video_rule)
-    scores = val if split == "val" else score(detector, open_split(store, spec, split), batch_size, device, workers)[0]
+    val = None
+    if thresholds_from == "val":
+        val, _ = score(detector, open_split(store, spec, "val"), batch_size, device, workers)
+        thresholds, source = choose_thresholds(val, variant.video_rule), f"val split of {store}"
+    else:
+        thresholds, source = state["thresholds"], f"checkpoint {name} (chosen on the val split of {state['store']})"
+    scores = val if split == "val" and val is not None else score(detector, open_split(store, spec, split), batch_size, device, workers)[0]
     videos = per_video(scores, variant.video_rule, thresholds["unit"])
     metrics = {
         "model": state["model"],
@@ -111,7 +128,7 @@ def evaluate_state(state: dict, name: str, store: str, split: str, out: Path, de
         "epoch": state["epoch"],
         "store": store,
         "split": split,
-        "thresholds_from": "val",
+        "thresholds_from": source,
         "video_rule": variant.video_rule,
         variant.level: binary_metrics(scores.p, scores.labels, thresholds["unit"]),
         "video": binary_metrics(videos.p, videos.labels, thresholds["video"]),

@@ -1,5 +1,5 @@
-"""`train`: the thin training loop. The paper's recipe by default, class weights, model
-selection on val only, a checkpoint every epoch, resumable and seeded."""
+"""`train`: the thin training loop. The variant's recipe by default, class weights where it
+asks for them, model selection on val only, a checkpoint every epoch, resumable and seeded."""
 
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ def train(request: TrainRequest) -> TrainResult:
     augment = ClipAugment() if variant.augment else None
     train_set = open_split(request.store, spec, "train", transform=augment)
     val_set = open_split(request.store, spec, "val")
+    if recipe.iterations:
+        batches = len(loader(train_set, recipe.batch_size, 0, torch.Generator()))
+        recipe = dataclasses.replace(recipe, epochs=math.ceil(recipe.iterations / batches))
     detector = Detector(variant, spec).to(device)
     if request.pretrained and not resumed:
         _load_pretrained(detector, variant, request.pretrained)
@@ -166,10 +169,15 @@ def _settings(request: TrainRequest, variant: Variant, resumed: dict | None) -> 
         given = {name: value for name, value in request.recipe.items() if name != "epochs"}
         if any(getattr(recipe, name) != value for name, value in given.items()) or spec.with_text_overrides("input", fields) != spec:
             raise ConfigError("--resume: the run was started with other settings; only --epochs may change")
-        return spec, dataclasses.replace(recipe, epochs=request.recipe.get("epochs", recipe.epochs)), resumed["seed"]
+        if "epochs" in request.recipe:
+            recipe = dataclasses.replace(recipe, epochs=request.recipe["epochs"], iterations=0)
+        return spec, recipe, resumed["seed"]
     spec = variant.spec.with_text_overrides("input", fields)
+    overrides = dict(request.recipe)
+    if "epochs" in overrides:
+        overrides.setdefault("iterations", 0)  # a number of epochs given replaces one of iterations
     try:
-        recipe = dataclasses.replace(variant.recipe, **request.recipe)
+        recipe = dataclasses.replace(variant.recipe, **overrides)
     except TypeError as exc:
         raise ConfigError(f"recipe: {exc}") from exc
     if LOSSES[recipe.loss][1] != variant.head:
@@ -210,25 +218,39 @@ def _class_weights(train_set: StoreClipDataset, balanced: bool) -> torch.Tensor:
 
 
 def _load_pretrained(detector: Detector, variant: Variant, path: str) -> None:
-    """A dfprep checkpoint loads whole; a plain state dict (torchvision, timm, other
-    projects) loads into the variant's pretrained module, skipping the tensors whose shapes
-    differ (a classifier for another number of classes)."""
+    """A dfprep checkpoint loads whole. A plain state dict (torchvision, timm, the public
+    Kinetics 3D ResNets; `state_dict` inside and DataParallel's `module.` prefix accepted)
+    loads into the variant's pretrained module, where every tensor must find its match by name
+    and shape, except a published head of another shape (`pretrained_head`, left out) and
+    the variant's own new tensors (`pretrained_new`, left as initialised)."""
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise ConfigError(f"--pretrained {path}: cannot read ({type(exc).__name__}: {exc})") from exc
-    if isinstance(weights, dict) and weights.get("format") == checkpoint.FORMAT:
-        target, weights = detector, weights["weights"]
+    if not isinstance(weights, dict):
+        raise ConfigError(f"--pretrained {path}: not a state dict or dfprep checkpoint ({type(weights).__name__})")
+    if weights.get("format") == checkpoint.FORMAT:
+        target, weights, module = detector, weights["weights"], "network"
     else:
-        weights = weights.get("state_dict", weights) if isinstance(weights, dict) else weights
+        weights = weights.get("state_dict", weights)
+        weights = {key.removeprefix("module."): value for key, value in weights.items()}
         target = detector.net.get_submodule(variant.pretrained_module) if variant.pretrained_module else detector.net
+        module = variant.pretrained_module or "network"
     own = target.state_dict()
-    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
-    if len(usable) < len(own) / 2:
-        raise ConfigError(f"--pretrained {path}: only {len(usable)} of {len(own)} tensors of {variant.name}'s "
-                          f"{variant.pretrained_module or 'network'} match by name and shape")
+    new = {key for key in own if any(fragment in f".{key}" for fragment in variant.pretrained_new)}
+    missing = [key for key in own if key not in weights and key not in new]
+    shaped = [key for key in own if key in weights and weights[key].shape != own[key].shape]
+    wrong = [key for key in shaped if not key.startswith(variant.pretrained_head)]
+    if missing or wrong:
+        what = [f"{key} {tuple(weights[key].shape)} where {variant.name} has {tuple(own[key].shape)}" for key in wrong[:2]]
+        what += [f"{key} missing" for key in missing[:2]]
+        raise ConfigError(f"--pretrained {path}: {len(missing)} of {len(own)} tensors of {variant.name}'s {module} missing, "
+                          f"{len(wrong)} of another shape: {'; '.join(what)}")
+    usable = {key: weights[key] for key in own if key in weights and key not in shaped}
     target.load_state_dict(usable, strict=False)
-    tqdm.write(f"pretrained: {len(usable)} of {len(own)} tensors loaded from {path}")
+    left_out = f"; left out: {', '.join(shaped)} (another head)" if shaped else ""
+    fresh = f"; {len(new)} of {variant.name}'s own (not in the published network) start as initialised" if new else ""
+    tqdm.write(f"pretrained: {len(usable)} of {len(own)} tensors loaded from {path}{left_out}{fresh}")
 
 
 def _trainable(detector: Detector, variant: Variant, pretrained: bool) -> list[torch.nn.Parameter]:

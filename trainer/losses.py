@@ -12,8 +12,10 @@ SOFT_F1_ALPHA, SOFT_F1_BETA = 1.0, 1.0
 
 
 def _weighted_mean(per_unit: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    weights = class_weights[labels]
-    return (per_unit * weights).sum() / weights.sum()
+    """Mean over the batch of each unit's loss times its class's weight. Divided by the number
+    of units, not the sum of weights, so that a batch of one class keeps its class's weight
+    (dividing by the weights' sum cancels them there, as PyTorch's `weight=` does)."""
+    return (per_unit * class_weights[labels]).mean()
 
 
 def mse(output: dict, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
@@ -41,16 +43,26 @@ def bce_soft_f1(output: dict, labels: torch.Tensor, class_weights: torch.Tensor)
     return SOFT_F1_ALPHA * bce(output, labels, class_weights) + SOFT_F1_BETA * (1 - soft_f1(probability, labels))
 
 
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    return _weighted_mean(F.cross_entropy(logits.float(), labels, reduction="none"), labels, class_weights)
+
+
 def cross_entropy(output: dict, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(output["logits"].float(), labels, weight=class_weights)
+    return _cross_entropy(output["logits"], labels, class_weights)
+
+
+def clue_l1(clue: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The anomaly branch's L1 term: the L1 norm of each real clip's clue maps (B*T, C, h, w),
+    summed over its frames, averaged over the batch's real clips; zero without a real clip."""
+    per_clip = clue.float().abs().view(len(labels), -1).sum(dim=1)
+    real = labels == 0
+    return per_clip[real].mean() if real.any() else per_clip.sum() * 0
 
 
 def motion_consistency(output: dict, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    """CE of the backbone + CE of the anomaly branch + L1 of the branch's clue map on real clips."""
-    real = labels == 0
-    clue_l1 = output["clue"][real].float().abs().mean() if real.any() else output["clue"].sum() * 0
-    branch = F.cross_entropy(output["branch_logits"].float(), labels, weight=class_weights)
-    return cross_entropy(output, labels, class_weights) + clue_l1 + branch
+    """CE of the backbone + L1 of the clue map on real clips + CE of the anomaly branch."""
+    branch = _cross_entropy(output["branch_logits"], labels, class_weights)
+    return cross_entropy(output, labels, class_weights) + clue_l1(output["clue"], labels) + branch
 
 
 # name -> (loss, the head whose outputs it reads)

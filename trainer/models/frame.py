@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainer.models.backbones import FLOW_FEATURES, RESNET50_FEATURES, flow_convnet, resnet50_trunk
+from trainer.models.backbones import RESNET50_FEATURES, flow_convnet, resnet50_trunk
+from trainer.models.video import PER_FRAME, flattened_flow_features
 
 
 def _logits(head: nn.Linear, features: torch.Tensor) -> torch.Tensor:
@@ -27,13 +28,15 @@ class ImageClassifier(nn.Module):
 
 
 class TwoStreamFrame(nn.Module):
-    """Input: frames (N, 3, H, W) and each frame's flow (N, 2, H, W); logits (N,)."""
+    """Input: frames (N, 3, H, W) and each frame's flow (N, 2, H, W) of `size`; logits (N,).
+    The flow goes through the temporal stream of `TwoStreamVideo` (conv map flattened whole,
+    linear 128), concatenated with the frame's ResNet-50 features."""
 
-    def __init__(self):
+    def __init__(self, size: tuple[int, int]):
         super().__init__()
         self.trunk = resnet50_trunk()
-        self.flow_net = flow_convnet()
-        self.head = nn.Linear(RESNET50_FEATURES + FLOW_FEATURES, 1)
+        self.flow_net = nn.Sequential(flow_convnet(), nn.Flatten(), nn.Linear(flattened_flow_features(size), PER_FRAME), nn.ReLU(inplace=True))
+        self.head = nn.Linear(RESNET50_FEATURES + PER_FRAME, 1)
 
     def forward(self, frames: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": _logits(self.head, torch.cat([self.trunk(frames), self.flow_net(flow)], dim=1))}

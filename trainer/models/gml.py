@@ -3,6 +3,8 @@ blocks over the frames of a clip, and an anomaly branch that learns a clue map."
 
 from __future__ import annotations
 
+import math
+
 import timm
 import torch
 import torch.nn.functional as F
@@ -11,9 +13,21 @@ from torch import nn
 
 REDUCTION = 16
 BRANCH_WIDTH, BRANCH_BLOCKS = 256, 9
-# The clue map is pooled to the size it has at the paper's 224 px input, so the branch's
-# linear classifier keeps its shape at any input size.
-CLUE_GRID = 7
+# The anomaly branch reads the output of Xception's 5th block (timm's `block5`, 728 channels).
+BRANCH_BLOCK = 5
+BLOCK5_CHANNELS = 728
+
+
+def block5_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Height and width of Xception's block-5 map for an input of `size`: two unpadded 3x3
+    convolutions (the first stride 2), then three stride-2 blocks. 14x14 at 224 px."""
+    sides = []
+    for side in size:
+        side = (side - 3) // 2 + 1 - 2
+        for _ in range(3):
+            side = (side - 1) // 2 + 1
+        sides.append(side)
+    return tuple(sides)
 
 
 class MotionConsistency(nn.Module):
@@ -62,29 +76,40 @@ class _Residual(nn.Module):
 
 
 class MotionConsistencyNet(nn.Module):
-    """Input: frames (B, T, 3, H, W). Output: `logits` (B, 2) of the backbone, `branch_logits`
-    (B, 2) of the anomaly branch, and its clue map `clue` (B, 1, h, w), driven to zero for
-    real clips by the loss."""
+    """Input: frames (B, T, 3, H, W) of `size`. Output: `logits` (B, 2) of the backbone,
+    `branch_logits` (B, 2) of the anomaly branch, and its clue map `clue` (B*T, 728, h, w),
+    the size of block 5's output F_out, driven to zero for real clips by the loss."""
 
-    def __init__(self, frames: int):
+    def __init__(self, frames: int, size: tuple[int, int]):
         super().__init__()
         self.backbone = timm.create_model("legacy_xception", pretrained=False, num_classes=0, global_pool="")
         for module in list(self.backbone.modules()):
             if isinstance(module, SeparableConv2d):
                 module.conv1 = MotionConsistency(module.conv1.in_channels, frames)
-        features = self.backbone.num_features
-        self.classifier = nn.Linear(features, 2)
+        self.classifier = nn.Linear(self.backbone.num_features, 2)
+        # Width 256 inside the 9 residual blocks (the paper gives none): at 728 they would cost
+        # four times the backbone.
         self.branch = nn.Sequential(
-            nn.Conv2d(features, BRANCH_WIDTH, 1, bias=False), nn.BatchNorm2d(BRANCH_WIDTH), nn.ReLU(inplace=True),
+            nn.Conv2d(BLOCK5_CHANNELS, BRANCH_WIDTH, 1, bias=False), nn.BatchNorm2d(BRANCH_WIDTH), nn.ReLU(inplace=True),
             *[_Residual(BRANCH_WIDTH) for _ in range(BRANCH_BLOCKS)],
-            nn.Conv2d(BRANCH_WIDTH, 1, 1),
+            nn.Conv2d(BRANCH_WIDTH, BLOCK5_CHANNELS, 1),
         )
-        self.branch_classifier = nn.Linear(CLUE_GRID * CLUE_GRID, 2)
+        # F* starts at zero, where the per-sample L1 norm of a real clip (some 10^5 values a
+        # frame) has not yet a value to blow up the first steps with.
+        nn.init.zeros_(self.branch[-1].weight)
+        nn.init.zeros_(self.branch[-1].bias)
+        self.branch_classifier = nn.Linear(BLOCK5_CHANNELS * math.prod(block5_size(size)), 2)
 
     def forward(self, frames: torch.Tensor, flow: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         batch, length = frames.shape[:2]
-        features = self.backbone.forward_features(frames.flatten(0, 1))
-        per_clip = features.view(batch, length, *features.shape[1:]).mean(dim=1)
-        clue = self.branch(per_clip)
-        grid = F.adaptive_avg_pool2d(clue, CLUE_GRID).flatten(1)
-        return {"logits": self.classifier(per_clip.mean(dim=(2, 3))), "branch_logits": self.branch_classifier(grid), "clue": clue}
+        net = self.backbone
+        x = net.act2(net.bn2(net.conv2(net.act1(net.bn1(net.conv1(frames.flatten(0, 1)))))))
+        for index in range(1, 13):
+            x = getattr(net, f"block{index}")(x)
+            if index == BRANCH_BLOCK:
+                clue = self.branch(x)
+        features = net.act4(net.bn4(net.conv4(net.act3(net.bn3(net.conv3(x))))))
+        per_clip = features.view(batch, length, *features.shape[1:]).mean(dim=(1, 3, 4))
+        # One linear classifier per frame's clue map, its logits averaged over the clip.
+        branch_logits = self.branch_classifier(clue.flatten(1)).view(batch, length, 2).mean(dim=1)
+        return {"logits": self.classifier(per_clip), "branch_logits": branch_logits, "clue": clue}

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from trainer.models.backbones import FLOW_FEATURES, RESNET50_FEATURES, flow_convnet, resnet50_trunk
+from trainer.models.backbones import FLOW_MAP_CHANNELS, RESNET50_FEATURES, flow_convnet, flow_map_size, resnet50_trunk
 
 PER_FRAME, PER_VIDEO, HIDDEN = 128, 512, 512
 
 
-class TwoStreamVideo(nn.Module):
-    """Input: frames (B, L, 3, H, W) and one flow per frame (B, L, 2, H, W); logits (B,).
-    Each stream: a per-frame net, linear 128 per frame, the L stacked, linear 512."""
+def flattened_flow_features(size: tuple[int, int]) -> int:
+    """Values of the temporal stream's flattened map: 73,600 for the paper's 108x192 flow."""
+    return FLOW_MAP_CHANNELS * math.prod(flow_map_size(size))
 
-    def __init__(self, frames_per_video: int):
+
+class TwoStreamVideo(nn.Module):
+    """Input: frames (B, L, 3, H, W) and one flow per frame (B, L, 2, H, W) of `size`; logits
+    (B,). Appearance: ResNet-50 per frame, linear 128, the L stacked, linear 512. Motion: the
+    flow net's (64, h, w) map per flow flattened whole (its spatial layout kept), linear 128,
+    stacked, linear 512. Both concatenated, linear to the score."""
+
+    def __init__(self, frames_per_video: int, size: tuple[int, int]):
         super().__init__()
         self.trunk = resnet50_trunk()
         self.flow_net = flow_convnet()
         self.frame_stream = self._stream(RESNET50_FEATURES, frames_per_video)
-        self.flow_stream = self._stream(FLOW_FEATURES, frames_per_video)
+        self.flow_stream = self._stream(flattened_flow_features(size), frames_per_video)
         self.head = nn.Linear(2 * PER_VIDEO, 1)
 
     @staticmethod
