@@ -223,7 +223,7 @@ def test_max_faces_and_min_presence_choose_the_tracks(two_faces):
 
 @pytest.mark.parametrize(
     "field, value, message",
-    [("max_faces", -1, "faces.max_faces=-1: must be >= 0"), ("min_presence", 1.5, "faces.min_presence=1.5: allowed: 0 to 1")],
+    [("max_faces", -1, "faces.max_faces=-1: allowed: 0 (no limit) to 64"), ("min_presence", 1.5, "faces.min_presence=1.5: allowed: 0 to 1")],
 )
 def test_bad_multi_face_settings_name_the_field(field, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

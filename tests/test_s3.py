@@ -107,8 +107,8 @@ def test_a_second_run_on_an_s3_store_is_refused_while_the_first_holds_its_lease(
     for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    s3fs.S3FileSystem(skip_instance_cache=True).mkdir("dfprep-lease")
-    url = "s3://dfprep-lease/store.zarr"
+    s3fs.S3FileSystem(skip_instance_cache=True).mkdir("dfprep-second-run")
+    url = "s3://dfprep-second-run/store.zarr"
     root = tmp_path / "root"
     (root / "real").mkdir(parents=True)
     shutil.copy2(face_corpus / "real" / "v00.mp4", root / "real" / "v00.mp4")
