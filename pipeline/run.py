@@ -161,7 +161,10 @@ def open_writable_store(url: str) -> FeatureStore:
 def _execute(work: list[WorkItem], store: FeatureStore, request: FeaturesRequest, rows: dict[str, IndexRow],
              pending: set[str], progress: bool, on_dashboard: Callable[[str], None] | None):
     """Yield each video's outcome as it completes, keeping the index current. A store error
-    in a task (it could not write, or open the store) ends the run: it is raised here."""
+    in a task (it could not write, or open the store) ends the run: it is raised here. With
+    no work, no cluster is started."""
+    if not work:
+        return
     by_key = {item.key: item for item in work}
     last_manifest = time.monotonic()
     with _client(request) as client:

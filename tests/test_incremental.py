@@ -75,4 +75,5 @@ def test_reruns_do_exactly_the_missing_work(face_corpus, cluster, tmp_path):
     assert settled.returncode == 0, settled.stderr[-2000:]
     assert re.search(r"^processed\s+0  stages run: decode 0, faces 0, flow 0$", settled.stdout, re.MULTILINE)
     assert re.search(r"^skipped\s+21  unchanged$", settled.stdout, re.MULTILINE)
+    assert "dashboard:" not in settled.stdout, "a run with nothing to do starts no cluster"
 
