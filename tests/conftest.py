@@ -34,6 +34,19 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def run_here(capsys, *args: str) -> tuple[int, str, str]:
+    """`dfprep ARGS` in this process: exit code, stdout, stderr."""
+    import cli
+
+    try:
+        cli.main(list(args))
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="session")
 def demo_store(demo_root, tmp_path_factory) -> Path:
     """The whole demo corpus through `features` on a local cluster, once per session."""
@@ -74,7 +87,7 @@ def cluster() -> Iterator[str]:
 
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as local:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as local:
         yield local.scheduler_address
 
 

@@ -169,7 +169,7 @@ def test_a_client_killed_mid_run_resumes_to_the_store_of_an_uninterrupted_run(fa
 def test_a_worker_killed_mid_run_is_replaced_and_its_video_redone(face_corpus, reference_store, tmp_path):
     store = tmp_path / "store.zarr"
     summary = {}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         request = FeaturesRequest("folder", str(face_corpus), str(store), get_profile("default", list(CHEAP)),
                                   scheduler=cluster.scheduler_address)

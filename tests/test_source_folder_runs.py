@@ -13,6 +13,7 @@ from distributed import LocalCluster
 
 import cli
 import dataset_trees as trees
+from conftest import run_here as run
 from trainer.loop import TrainRequest, train
 
 # Frame crops: no face detection, so every tiny video ends `done`.
@@ -21,18 +22,8 @@ CHEAP = ("--set", "crop.mode=frame", "--set", "crop.size=32x32")
 
 @pytest.fixture(scope="module")
 def scheduler():
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
         yield cluster.scheduler_address
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -12,32 +12,21 @@ import subprocess
 import pytest
 from distributed import LocalCluster
 
-import cli
 import dataset_trees as trees
 from conftest import ROOT
+from conftest import run_here as run
 from source_conformance import remove
 
 
 @pytest.fixture(scope="module")
 def scheduler():
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
         yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")
 def every_tree(tmp_path_factory, tiny_video):
     return {tree.dataset: tree for tree in trees.all_trees(tmp_path_factory.mktemp("trees"), tiny_video)}
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """`dfprep ARGS` in this process: exit code, stdout, stderr."""
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def features(tree, store, scheduler, capsys):
