@@ -101,11 +101,11 @@ def _process(item: WorkItem, store: FeatureStore, profile: Profile, timeout_s: f
         arrays, entry, keep_others = _compute(store, stored, item, profile, trace)
     write = store.update_video if keep_others else store.write_video
     with trace.step("write"):
-        write(item.key, entry, arrays, chunk_frames=chunk_frames(profile))
+        written = write(item.key, entry, arrays, chunk_frames=chunk_frames(profile))
     timings = {**(stored.timings_s if keep_others else {}), **trace.timings_s}
     # The worker's peak memory so far: what a benchmark or a cluster operator sizes workers by.
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    row = store.update_entry(item.key, store.entry(item.key).replace(timings_s=timings, worker_peak_rss_mb=peak_rss_mb))
+    row = store.update_entry(item.key, written.entry.replace(timings_s=timings, worker_peak_rss_mb=peak_rss_mb))
     return VideoOutcome(row, trace.stages)
 
 
