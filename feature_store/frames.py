@@ -39,7 +39,7 @@ with warnings.catch_warnings():
 
 # Level 5: 3% under PNG's bytes on the demo's face crops, where level 3 is 1% over and level 1
 # 5% over; it writes at half level 3's speed, a few percent of a video's work.
-IMAGE_COMPRESSOR = ZstdCodec(level=5)
+IMAGE_COMPRESSOR = ZstdCodec(level=1)
 # Flow and the track table: LZ4 on bit planes writes float16 flow at 1 GB/s and reads it at
 # 2 GB/s, two and three times Blosc-zstd's speeds, for 10% more bytes.
 FLOW_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")

@@ -130,21 +130,21 @@ class StoreClipDataset(torch.utils.data.Dataset):
         lead = (len(samples), spec.groups) if spec.groups > 1 else (len(samples),)
         stored = windows[0][0]["frames"].shape[-3:-1]
         size = tuple(spec.size or stored)
-        frames = _empty((len(windows), spec.clip_length, 3, *size), torch.uint8, shared)
+        frames = torch.empty((len(windows), spec.clip_length, 3, *size), dtype=torch.uint8)
         planes = frames.numpy() if size == stored else np.empty((len(windows), spec.clip_length, 3, *stored), np.uint8)
         frame_store.read_planar([(arrays["reader"] or arrays["frames"], face if arrays["per_face"] else 0, span)
                                  for (arrays, face, _, _), span in zip(windows, rows)], planes)
         if size != stored:
             _resize_planes(planes, frames.numpy())
         batch = {
-            "frames": frames.view(*lead, *frames.shape[1:]),
+            "frames": (_to_shared(frames) if shared else frames).view(*lead, *frames.shape[1:]),
             "frame_index": torch.from_numpy(np.stack([arrays["frame_index"][span.start : span.stop : span.step]
                                                       for (arrays, _, _, _), span in zip(windows, rows)])).view(*lead, -1),
         }
         if spec.flow != "none":
             flows = [self._flow(arrays, face, flow_row) for arrays, face, _, flow_row in windows]
-            flow = torch.stack(flows, out=_empty((len(flows), *flows[0].shape), flows[0].dtype, shared))
-            batch["flow"] = flow.view(*lead, *flow.shape[1:])
+            flow = torch.stack(flows)
+            batch["flow"] = (_to_shared(flow) if shared else flow).view(*lead, *flow.shape[1:])
         batch.update(label=torch.tensor([sample[3] for sample in samples], dtype=torch.int64),
                      face=torch.tensor([sample[1] for sample in samples], dtype=torch.int64),
                      video_id=[sample[4] for sample in samples])
@@ -212,13 +212,24 @@ def batch_loader(dataset: StoreClipDataset, sampler: Iterable[int], batch_size: 
     )
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, shared: bool) -> torch.Tensor:
-    """In a loader worker, the batch is built in shared memory, as default_collate builds
-    it: a tensor elsewhere would be copied there to reach the main process."""
-    if not shared:
-        return torch.empty(shape, dtype=dtype)
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(int(np.prod(shape)))
-    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+def _to_shared(tensor: torch.Tensor) -> torch.Tensor:
+    """A loader worker's batch, copied into shared memory to reach the main process, with one
+    write into a memory file: filling freshly mapped shared pages (what default_collate
+    does) faults them in one at a time, which costs as much as decoding the crops."""
+    if not tensor.nbytes:
+        return tensor
+    data = memoryview(tensor.numpy().reshape(-1).view(np.uint8))
+    fd = os.memfd_create("dfprep-batch", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, len(data))
+        written = 0
+        while written < len(data):  # one call writes at most 2 GB
+            written += os.pwrite(fd, data[written:], written)
+        # torch's own way of mapping a shared-memory file it was sent (it keeps a duplicate)
+        storage = torch.UntypedStorage._new_shared_fd_cpu(fd, tensor.nbytes)
+    finally:
+        os.close(fd)
+    return torch.empty(0, dtype=tensor.dtype).set_(storage, 0, tensor.shape)
 
 
 def _resize_planes(planes: np.ndarray, out: np.ndarray) -> None:
