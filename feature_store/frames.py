@@ -37,8 +37,9 @@ with warnings.catch_warnings():
 
     _DELTA = Delta(dtype="u1")
 
-# Level 5: 3% under PNG's bytes on the demo's face crops, where level 3 is 1% over and level 1
-# 5% over; it writes at half level 3's speed, a few percent of a video's work.
+# Level 1 decodes 2x and writes 4.5x faster than level 5 on face crops, for 4-5% more bytes (a
+# few percent over PNG files of the same crops, where level 5 is 1% under): the loader's speed
+# and the pipeline's writes were worth more than the bytes (BENCHMARKS.md).
 IMAGE_COMPRESSOR = ZstdCodec(level=1)
 # Flow and the track table: LZ4 on bit planes writes float16 flow at 1 GB/s and reads it at
 # 2 GB/s, two and three times Blosc-zstd's speeds, for 10% more bytes.
