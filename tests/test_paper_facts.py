@@ -93,6 +93,15 @@ def test_two_stream_temporal_stream_flattens_its_25x46x64_map_per_flow():
     assert isinstance(first, torch.nn.Linear) and first.in_features == 64 * 25 * 46 == 73_600 and first.out_features == 128
 
 
+def test_two_stream_temporal_stream_is_blind_to_a_fixed_flow_scale():
+    # Why the registry feeds flow in pixels: scaling it first would change nothing.
+    from trainer.models.backbones import flow_convnet
+
+    torch.manual_seed(0)
+    net, flow = flow_convnet(), torch.randn(4, 2, 36, 64)
+    assert torch.allclose(net(flow), net(flow / 2.26), atol=1e-4)
+
+
 def test_two_stream_per_frame_trains_on_shuffled_frame_flow_pairs_in_batches_of_16(tiny_store):
     variant = VARIANTS["twostream_frame"]
     assert variant.recipe.batch_size == 16
