@@ -143,7 +143,8 @@ class StoreClipDataset(torch.utils.data.Dataset):
         }
         if spec.flow != "none":
             flows = [self._flow(arrays, face, flow_row) for arrays, face, _, flow_row in windows]
-            flow = torch.stack(flows)
+            # Into a contiguous tensor: stacking the permuted fields alone keeps their channels-last strides.
+            flow = torch.stack(flows, out=torch.empty((len(flows), *flows[0].shape), dtype=flows[0].dtype))
             batch["flow"] = (_to_shared(flow) if shared else flow).view(*lead, *flow.shape[1:])
         batch.update(label=torch.tensor([sample[3] for sample in samples], dtype=torch.int64),
                      face=torch.tensor([sample[1] for sample in samples], dtype=torch.int64),
