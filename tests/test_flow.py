@@ -38,6 +38,16 @@ def test_flow_inside_a_crop_of_a_decoded_video_matches_the_true_motion(tmp_path)
     assert max(errors) < 0.1, errors
 
 
+def test_threads_give_the_same_fields_in_pair_order_and_keep_the_stage_key():
+    frames = np.stack([np.repeat(videos.texture(96, 96, seed=s)[..., :1], 3, axis=2) for s in range(9)])
+    pairs = flow.consecutive_pairs(np.array([0] * 5 + [1] * 4))
+    one = flow.compute(frames, pairs, flow.FlowConfig(threads=1)).flow_fhw2
+    four = flow.compute(frames, pairs, flow.FlowConfig(threads=4)).flow_fhw2
+    # Unrelated textures: each pair's field differs, so a pair written to another's slot shows.
+    assert np.array_equal(one, four) and not np.array_equal(one[0], one[1])
+    assert flow.FlowConfig(threads=1).hashed() == flow.FlowConfig(threads=4).hashed()
+
+
 def test_pairs_stay_inside_clips():
     pairs = flow.consecutive_pairs(np.array([0, 0, 0, 1, 1, 2]))
     assert pairs.tolist() == [[0, 1], [1, 2], [3, 4]]
@@ -59,3 +69,5 @@ def test_bad_flow_parameters_are_refused():
 
     with pytest.raises(ConfigError, match="flow.poly_n=6: allowed: 5, 7"):
         flow.FlowConfig(poly_n=6)
+    with pytest.raises(ConfigError, match="flow.threads=0: allowed: 1 to 64"):
+        flow.FlowConfig(threads=0)
