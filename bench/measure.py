@@ -142,12 +142,15 @@ class _PngFolder(torch.utils.data.Dataset):
         return torch.from_numpy(cv2.cvtColor(cv2.imread(str(self.files[index])), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
 
 
-def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: int = 8, rounds: int = 5) -> dict[str, float]:
+def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: int = 8, rounds: int = 7,
+                      warmup: int = 2) -> dict[str, float]:
     """Crops a second served to a training loop with `workers` persistent loader processes,
-    from a warm store and from the baseline's PNG files: an epoch of each to warm up, then
+    from a warm store and from the baseline's PNG files: `warmup` epochs of each, then
     `rounds` rounds of an epoch of the store and an epoch of PNG files; the median round, and
     the median of each round's ratio, store to PNG: the two epochs of a round run within
-    seconds of each other, so a slow spell of this shared machine weighs on both.
+    seconds of each other, so a slow spell of this shared machine weighs on both. Seven
+    rounds, since on one machine a slow spell took two of five store rounds to half speed
+    (make bench at 1da9fd0), and most often in the first rounds.
     An epoch goes `passes` times over the data in random order: the bench corpus makes only
     7 batches of clips and 2 of PNG files, and at each epoch's end the loader workers wait for
     the next, a stall a training set of real size hardly sees."""
@@ -162,15 +165,16 @@ def loader_throughput(store: Path, png_folder: Path, workers: int = 2, passes: i
         "png": (torch.utils.data.DataLoader(pngs, batch_size=128, sampler=sampler(pngs), num_workers=workers, persistent_workers=True), 1),
     }
     rates: dict[str, list[float]] = {name: [] for name in loaders}
-    for round_ in range(rounds + 1):
+    for round_ in range(warmup + rounds):
         for name, (loader, crops_per_item) in loaders.items():
             rate = _crops_per_s(loader, crops_per_item)
-            if round_:
+            if round_ >= warmup:
                 rates[name].append(rate)
     return {
         **{name: statistics.median(values) for name, values in rates.items()},
         **{f"{name}_rounds": values for name, values in rates.items()},
         "ratio": statistics.median(store / png for store, png in zip(rates["store"], rates["png"])),
+        "warmup": warmup,
         "store_crops": len(dataset) * 16,
         "png_crops": len(pngs),
     }

@@ -183,7 +183,7 @@ its detection costs less than the bare full-frame calls.
 
 The loader lines: `StoreClipDataset` (clips of 16 crops, batches of 8) and a `Dataset` of the baseline's PNG
 files read with `cv2.imread` (batches of 128), each through `DataLoader(num_workers=2, persistent_workers=True)`;
-an epoch goes 8 times over the data in random order; after an epoch of each to warm up, {len(loader['store_rounds'])} rounds of one
+an epoch goes 8 times over the data in random order; after {loader['warmup']} epochs of each to warm up, {len(loader['store_rounds'])} rounds of one
 epoch of each, alternating: the rates are the median rounds (store {' / '.join(f'{r:.0f}' for r in loader['store_rounds'])}, PNG
 {' / '.join(f'{r:.0f}' for r in loader['png_rounds'])}), the ratio is the median of each round's store / PNG
 ({' / '.join(f'{a / b:.1f}' for a, b in zip(loader['store_rounds'], loader['png_rounds']))}), since a round's two epochs run seconds apart on this shared
