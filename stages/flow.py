@@ -29,7 +29,8 @@ class FlowConfig(StageConfig):
     backend: str = "auto"
     # A video's pairs are independent, and OpenCV's CPU Farneback is one thread that releases
     # the GIL: on two threads, the last videos of a run use the cores the finished workers
-    # left idle (make bench: default wall 7% lower), with the same numbers.
+    # left idle (the bench corpus, 2 workers, four alternating runs: `default` wall 6% lower),
+    # with the same numbers.
     threads: int = 2
 
     def __post_init__(self):
