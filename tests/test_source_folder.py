@@ -152,11 +152,11 @@ def test_reading_a_csv_takes_time_linear_in_its_rows(tmp_path):
         os.close(os.open(root / name, os.O_CREAT | os.O_WRONLY))
 
     def seconds(rows: int) -> tuple[float, float]:
-        """Least time to parse the CSV, and to list its videos, of two tries."""
+        """Least time to parse the CSV, and to list its videos, of three tries."""
         csv_path = tmp_path / f"labels{rows}.csv"
         csv_path.write_text("path,label\n" + "".join(f"{name},{i % 2}\n" for i, name in enumerate(names[:rows])))
         parse, listing = [], []
-        for _ in range(2):
+        for _ in range(3):
             started = time.perf_counter()
             with open(csv_path, newline="") as file:
                 assert len(list(csv.DictReader(file))) == rows
@@ -168,5 +168,7 @@ def test_reading_a_csv_takes_time_linear_in_its_rows(tmp_path):
 
     _, small = seconds(15_000)
     parse, large = seconds(60_000)
-    assert large / small < 6, f"15k rows {small:.2f} s, 60k rows {large:.2f} s: not linear"
+    # 4x the rows: linear is 4x the time, quadratic 16x; the line sits between them (x8), so
+    # that another job on the machine does not fail it (one did at 6.6x).
+    assert large / small < 8, f"15k rows {small:.2f} s, 60k rows {large:.2f} s: not linear"
     assert large / parse < 30, f"60k rows: {large:.2f} s to list, {parse:.2f} s to parse the CSV"
