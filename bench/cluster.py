@@ -40,8 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench.cluster: start -->", "<!-- bench.cluster: end -->"
 # Scaling compares worker processes of one core each: with the default two flow threads, a
 # lone worker's flow already uses the second core (16.2 s instead of 20.7 s for its corpus,
-# medians of 3),
-# and the ratio would no longer say how processes scale.
+# medians of 3), and the ratio would no longer say how processes scale.
 SCALING_SETTINGS = ("--set", "flow.threads=1")
 SCALING_TARGET, MEMORY_TARGET_MB = 1.8, 2048
 VERSION = 1
