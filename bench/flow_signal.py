@@ -16,7 +16,8 @@ import sys
 
 import numpy as np
 
-from feature_store import FeatureStore, manifest
+from feature_store import FeatureStore, manifest, schema
+from stages import faces
 from trainer.metrics import Scores, auc_or_nan
 
 INNER, AROUND = 0.2, 0.6  # half-sides, as fractions of the box's width and height
@@ -42,12 +43,11 @@ def video_signal(video) -> float:
     """`relative_motion` of a stored video's first face, its box mapped into the flow's crop
     (flow is computed on the `frames` array, whose affine maps source pixels to crop pixels)."""
     track = video.track()
-    flow = np.asarray(video["flow"][:], np.float32)
+    flow = np.asarray(video[schema.FLOW][:], np.float32)
     flow = flow[0] if flow.ndim == 5 else flow
-    affine = [track[f"frames_affine_{k}"][0] for k in ("00", "01", "02", "10", "11", "12")]
-    x = np.stack([track["box_x1"][0], track["box_x2"][0]], 1) * affine[0][:, None] + affine[2][:, None]
-    y = np.stack([track["box_y1"][0], track["box_y2"][0]], 1) * affine[4][:, None] + affine[5][:, None]
-    boxes = np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1)
+    affine = np.stack([track[name][0] for name in schema.affine_fields(schema.FRAMES)], axis=-1).reshape(-1, 2, 3)
+    corners = schema.boxes_of(track)[0].reshape(-1, 2, 2)
+    boxes = faces.landmarks_in_crop(corners, affine).reshape(-1, 4)
     # Flow is stored at its first frame; a clip's last frame has none (all zeros).
     return relative_motion(flow[:-1], boxes[:-1])
 
