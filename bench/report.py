@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from feature_store import FeatureStore  # noqa: E402
+from feature_store import FeatureStore, schema  # noqa: E402
 
 START, END = "<!-- make bench: start -->", "<!-- make bench: end -->"
 RUNS_START, RUNS_END = "<!-- make bench runs: start -->", "<!-- make bench runs: end -->"
@@ -31,8 +31,8 @@ def frames_bytes(store: Path) -> tuple[int, int, int]:
     opened = FeatureStore(store, mode="r")
     videos = [opened.open_video(key) for key in opened.entries(opened.keys())]
     png = sum(len(cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1])
-              for video in videos for crop in video["frames"][...].reshape(-1, *video["frames"].shape[-3:]))
-    return sum(v["frames"].nbytes_stored() for v in videos), sum(v.entry.counts.frames for v in videos), png
+              for video in videos for crop in video[schema.FRAMES][...].reshape(-1, *video[schema.FRAMES].shape[-3:]))
+    return sum(v[schema.FRAMES].nbytes_stored() for v in videos), sum(v.entry.counts.frames for v in videos), png
 
 
 def write(summary: dict, markdown: Path, chart: Path) -> None:
