@@ -14,7 +14,7 @@ from trainer import checkpoint
 from trainer.dataset import open_split
 from trainer.detector import Detector
 from trainer.evaluate import loader, score, to_inputs
-from trainer.loop import TrainRequest, make_optimizer, train
+from trainer.loop import TrainRequest, make_optimizer, recompute_batch_norm, train
 from trainer.losses import LOSSES
 from trainer.metrics import binary_metrics, per_video
 from trainer.registry import VARIANTS
@@ -179,6 +179,27 @@ def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_
     assert straight["history"][1]["train_loss"] == resumed.history[1]["train_loss"]
     assert not all(torch.equal(weights["straight"][k], weights["other"][k]) for k in weights["straight"])
     assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
+
+
+def test_each_epoch_leaves_batch_norm_with_the_statistics_of_its_training_batches(tiny_store, trained_meso4):
+    saved = checkpoint.load(trained_meso4 / "last.pt")
+    spec = small_spec("meso4")
+    detector = Detector(VARIANTS["meso4"], spec)
+    detector.load_state_dict(saved["weights"])
+    norm = next(module for module in detector.modules() if isinstance(module, torch.nn.BatchNorm2d))
+    seen = []
+    norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    # The last epoch's batches (seed 0, epoch 2), in its order, as train drew them.
+    batches = list(loader(open_split(str(tiny_store), spec, "train"), 8, 0, torch.Generator().manual_seed(2)))
+
+    recompute_batch_norm(detector, batches, CPU, amp=False)
+
+    assert len(seen) == 4 and all(len(inputs) == 8 for inputs in seen)
+    torch.testing.assert_close(norm.running_mean, torch.cat(seen).mean(dim=(0, 2, 3)))
+    assert norm.momentum == 0.1, "the running average's momentum is restored for training"
+    # What the run saved is this average, not the running one that trails the weights.
+    saved_mean = saved["weights"][next(key for key in saved["weights"] if key.endswith("running_mean"))]
+    torch.testing.assert_close(saved_mean, norm.running_mean)
 
 
 def test_a_recipe_in_iterations_trains_the_whole_epochs_that_make_them(tiny_store, tmp_path):

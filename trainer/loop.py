@@ -4,6 +4,7 @@ asks for them, model selection on val only, a checkpoint every epoch, resumable 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import pickle
@@ -94,6 +95,10 @@ def train(request: TrainRequest) -> TrainResult:
         bar = tqdm(loader(train_set, recipe.batch_size, request.workers, generator), desc=f"{variant.name} epoch {epoch}/{recipe.epochs}",
                    unit="batch", disable=not request.progress, dynamic_ncols=True, leave=False)
         train_loss = _train_epoch(run, bar, loss, class_weights, optimizer, scaler, device, request.amp)
+        if recipe.bn_batches:
+            # The epoch's own batches, in its order, now under its final weights.
+            again = loader(train_set, recipe.batch_size, request.workers, torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+            recompute_batch_norm(run, itertools.islice(again, recipe.bn_batches), device, request.amp)
         val_scores, val_loss = score(run, val_set, recipe.batch_size, device, request.workers, loss, class_weights, request.amp)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": auc_or_nan(val_scores),
                "seconds": round(time.perf_counter() - started, 2)}
@@ -136,6 +141,28 @@ def _train_epoch(run, batches, loss, class_weights, optimizer, scaler, device, a
         seen += len(batch["label"])
         batches.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
     return total / seen
+
+
+def recompute_batch_norm(run: torch.nn.Module, batches, device: torch.device, amp: bool) -> None:
+    """Set every batch norm's statistics to their average over `batches` in training mode
+    under the current weights ("precise BN", Wu and Johnson, Rethinking "Batch" in BatchNorm,
+    2021). The running averages trail weights that move fast, as a network trained from
+    scratch on a small set does; val loss and thresholds then judge statistics the weights
+    have left, and the epoch kept is the one whose averages happened to fit (the demo's
+    flowcnn). torch.optim.swa_utils.update_bn does this for one-input models only."""
+    norms = [module for module in run.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches
+    run.train()
+    with torch.no_grad(), autocast(device, amp):
+        for batch in batches:
+            run(*to_inputs(batch, device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
 
 
 def _better(row: dict, best: dict | None) -> bool:

@@ -39,7 +39,9 @@ KINETICS = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))
 class Recipe(StageConfig):
     """How a variant trains. `iterations` > 0 trains as many epochs as make at least that many
     optimiser steps (a paper that counts iterations); 0 trains `epochs`. `class_weights`
-    weighs each class n / (2 n_class) in the loss."""
+    weighs each class n / (2 n_class) in the loss. `bn_batches` training batches set the
+    batch-norm statistics before each val pass (0: keep the running averages); no paper sets
+    it, see `trainer.loop`."""
 
     loss: str
     optimizer: str
@@ -50,6 +52,7 @@ class Recipe(StageConfig):
     momentum: float = 0.9  # SGD only
     class_weights: bool = False
     iterations: int = 0
+    bn_batches: int = 100
 
     def __post_init__(self):
         check(self.loss in LOSSES, "loss", self.loss, f"allowed: {', '.join(LOSSES)}")
@@ -59,6 +62,7 @@ class Recipe(StageConfig):
         check(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         check(self.iterations >= 0, "iterations", self.iterations, "must be >= 0")
+        check(self.bn_batches >= 0, "bn_batches", self.bn_batches, "must be >= 0")
 
 
 # What `dfprep models` reports, per variant, as the paper's or chosen.
