@@ -334,11 +334,14 @@ def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_stor
     import torchvision
 
     published = torchvision.models.video.r3d_18(num_classes=400).state_dict()  # shaped like Kinetics weights
+    published["stem.1.running_mean"] = torch.rand(64, generator=torch.Generator().manual_seed(0))
     torch.save(published, tmp_path / "r3d_18.pth")
     train(TrainRequest(str(tiny_store), "r3d18", str(tmp_path / "run"), recipe={"epochs": 1, "batch_size": 2},
                        inputs=("size=32x32", "clip_length=4"), pretrained=str(tmp_path / "r3d_18.pth"), progress=False))
     weights = checkpoint.load(tmp_path / "run" / "last.pt")["weights"]
     assert torch.equal(weights["net.net.stem.0.weight"], published["stem.0.weight"]), "frozen layers keep the given weights"
+    assert torch.equal(weights["net.net.stem.1.running_mean"], published["stem.1.running_mean"]), "and their batch statistics"
+    assert not torch.equal(weights["net.net.layer4.1.conv2.1.running_mean"], published["layer4.1.conv2.1.running_mean"])
     assert torch.equal(weights["net.net.layer3.1.conv2.0.weight"], published["layer3.1.conv2.0.weight"])
     assert not torch.equal(weights["net.net.layer4.1.conv2.0.weight"], published["layer4.1.conv2.0.weight"])
     assert weights["net.net.fc.weight"].shape == (2, 512), "the 400-class head is not loaded into a 2-class one"

@@ -150,14 +150,15 @@ def recompute_batch_norm(run: torch.nn.Module, batches, device: torch.device, am
     scratch on a small set does; val loss and thresholds then judge statistics the weights
     have left, and the epoch kept is the one whose averages happened to fit (the demo's
     flowcnn). torch.optim.swa_utils.update_bn does this for one-input models only."""
-    norms = [module for module in run.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+    run.train()
+    # Frozen layers are in eval mode (Detector.train) and keep the published statistics.
+    norms = [module for module in run.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.training]
     if not norms:
         return
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches
-    run.train()
     with torch.no_grad(), autocast(device, amp):
         for batch in batches:
             run(*to_inputs(batch, device))
