@@ -137,6 +137,8 @@ def show(store, video_id, out):
 @click.option("--iterations", type=click.IntRange(min=1), help="Train at least this many steps (whole epochs) instead of --epochs.")
 @click.option("--class-weights/--no-class-weights", default=None,
               help="Weight classes by n / (2 n_class) in the loss [default: where the paper does; see `dfprep models`].")
+@click.option("--bn-batches", type=click.IntRange(min=0),
+              help="Training batches that set batch-norm statistics before each val pass; 0 keeps the running averages [default: 100].")
 @click.option("--input", "inputs", multiple=True, metavar="FIELD=VALUE", help="Override the model's input spec, e.g. size=128x128.")
 @click.option("--seed", default=0, show_default=True, help="Seeds weights, shuffling, dropout and augmentation.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -145,13 +147,13 @@ def show(store, video_id, out):
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (for GPU runs).")
 @click.option("--pretrained", help="A local weight file or dfprep checkpoint to start from.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, loss, iterations, class_weights, inputs, seed,
+def train(store, model, out, epochs, batch_size, lr, optimizer, weight_decay, loss, iterations, class_weights, bn_batches, inputs, seed,
           device, workers, amp, compile_model, pretrained, resume):
     """Train a detector on the train split, selecting the epoch on val."""
     from trainer.loop import TrainRequest, train as run_training
 
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "loss": loss,
-              "iterations": iterations, "class_weights": class_weights}
+              "iterations": iterations, "class_weights": class_weights, "bn_batches": bn_batches}
     recipe = {field: value for field, value in recipe.items() if value is not None}
     result = run_training(TrainRequest(
         store=store, model=model, out=out, recipe=recipe, inputs=inputs, seed=seed, device=device, workers=workers,

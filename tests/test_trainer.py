@@ -181,7 +181,7 @@ def test_seeded_training_repeats_exactly_and_resume_continues_the_same_run(tiny_
     assert other_seed.history[0]["train_loss"] != straight["history"][0]["train_loss"]
 
 
-def test_each_epoch_leaves_batch_norm_with_the_statistics_of_its_training_batches(tiny_store, trained_meso4):
+def test_each_epoch_leaves_batch_norm_with_the_statistics_of_its_training_batches(tiny_store, trained_meso4, tmp_path):
     saved = checkpoint.load(trained_meso4 / "last.pt")
     spec = small_spec("meso4")
     detector = Detector(VARIANTS["meso4"], spec)
@@ -198,8 +198,13 @@ def test_each_epoch_leaves_batch_norm_with_the_statistics_of_its_training_batche
     torch.testing.assert_close(norm.running_mean, torch.cat(seen).mean(dim=(0, 2, 3)))
     assert norm.momentum == 0.1, "the running average's momentum is restored for training"
     # What the run saved is this average, not the running one that trails the weights.
-    saved_mean = saved["weights"][next(key for key in saved["weights"] if key.endswith("running_mean"))]
-    torch.testing.assert_close(saved_mean, norm.running_mean)
+    mean_key = next(key for key in saved["weights"] if key.endswith("running_mean"))
+    torch.testing.assert_close(saved["weights"][mean_key], norm.running_mean)
+
+    train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / "running"), recipe={"epochs": 2, "batch_size": 8, "class_weights": True,
+                                                                                  "bn_batches": 0}, inputs=("size=32x32",), progress=False))
+    running = checkpoint.load(tmp_path / "running" / "last.pt")["weights"]
+    assert not torch.allclose(running[mean_key], saved["weights"][mean_key]), "--bn-batches 0 keeps the running averages"
 
 
 def test_a_recipe_in_iterations_trains_the_whole_epochs_that_make_them(tiny_store, tmp_path):
@@ -357,6 +362,7 @@ def test_pretrained_weights_load_by_name_and_only_the_top_layers_train(tiny_stor
         (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--input", "colour=grey"], "input.colour"),
         (["train", "--store", "{store}", "--model", "ofcnn", "--out", "{tmp}/r", "--resume"], "--resume"),
         (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}", "--resume", "--lr", "0.5"], "only --epochs"),
+        (["train", "--store", "{store}", "--model", "meso4", "--out", "{tmp}/r", "--bn-batches", "-1"], "--bn-batches"),
         (["train", "--store", "{store}", "--model", "meso4", "--out", "{run}"], "holds a run already"),
         (["evaluate", "--checkpoint", "{tmp}/nothing.pt", "--store", "{store}"], "nothing.pt"),
         (["predict", "--checkpoint", "{store}/manifest.csv", "a.mp4"], "manifest.csv"),
