@@ -91,13 +91,14 @@ def train(request: TrainRequest) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     for epoch in range(state["epoch"] + 1, recipe.epochs + 1):
         started = time.perf_counter()
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        bar = tqdm(loader(train_set, recipe.batch_size, request.workers, generator), desc=f"{variant.name} epoch {epoch}/{recipe.epochs}",
-                   unit="batch", disable=not request.progress, dynamic_ncols=True, leave=False)
+        epoch_seed = seed * 1_000_003 + epoch
+        batches = loader(train_set, recipe.batch_size, request.workers, torch.Generator().manual_seed(epoch_seed))
+        bar = tqdm(batches, desc=f"{variant.name} epoch {epoch}/{recipe.epochs}", unit="batch", disable=not request.progress,
+                   dynamic_ncols=True, leave=False)
         train_loss = _train_epoch(run, bar, loss, class_weights, optimizer, scaler, device, request.amp)
         if recipe.bn_batches:
             # The epoch's own batches, in its order, now under its final weights.
-            again = loader(train_set, recipe.batch_size, request.workers, torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+            again = loader(train_set, recipe.batch_size, request.workers, torch.Generator().manual_seed(epoch_seed))
             recompute_batch_norm(run, itertools.islice(again, recipe.bn_batches), device, request.amp)
         val_scores, val_loss = score(run, val_set, recipe.batch_size, device, request.workers, loss, class_weights, request.amp)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": auc_or_nan(val_scores),
