@@ -156,8 +156,8 @@ def test_evaluate_uses_the_training_stores_thresholds_on_a_store_without_val(tra
     assert exit_info.value.code == 2
 
 
-def train_meso4(store, out, epochs, resume=False, seed=0):
-    return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8, "class_weights": True},
+def train_meso4(store, out, epochs, resume=False, seed=0, **recipe):
+    return train(TrainRequest(str(store), "meso4", str(out), recipe={"epochs": epochs, "batch_size": 8, "class_weights": True, **recipe},
                               inputs=("size=32x32",), seed=seed, resume=resume, progress=False))
 
 
@@ -201,8 +201,7 @@ def test_each_epoch_leaves_batch_norm_with_the_statistics_of_its_training_batche
     mean_key = next(key for key in saved["weights"] if key.endswith("running_mean"))
     torch.testing.assert_close(saved["weights"][mean_key], norm.running_mean)
 
-    train(TrainRequest(str(tiny_store), "meso4", str(tmp_path / "running"), recipe={"epochs": 2, "batch_size": 8, "class_weights": True,
-                                                                                  "bn_batches": 0}, inputs=("size=32x32",), progress=False))
+    train_meso4(tiny_store, tmp_path / "running", 2, bn_batches=0)
     running = checkpoint.load(tmp_path / "running" / "last.pt")["weights"]
     assert not torch.allclose(running[mean_key], saved["weights"][mean_key]), "--bn-batches 0 keeps the running averages"
 
